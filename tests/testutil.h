@@ -1,0 +1,64 @@
+/* testutil.h - the tiny harness every test program uses.
+ *
+ * A test program is a main() that calls CHECK/CHECK_OK and ends with `return test_finish();`.
+ * It exits 0 when every check held, 1 when any failed, and 77 (SKIP) through test_skip() when
+ * something it needs is absent (the real model, ../shared/data), printing why.
+ */
+#ifndef REIN_TESTUTIL_H
+#define REIN_TESTUTIL_H
+
+#include "rein.h"
+
+#include <stdio.h>
+
+extern int test_failures;
+extern int test_checks;
+
+#define CHECK(cond)                                                                            \
+    do {                                                                                       \
+        test_checks++;                                                                         \
+        if (!(cond)) {                                                                         \
+            test_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);           \
+        }                                                                                      \
+    } while (0)
+
+#define CHECKF(cond, ...)                                                                      \
+    do {                                                                                       \
+        test_checks++;                                                                         \
+        if (!(cond)) {                                                                         \
+            test_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);           \
+            fprintf(stderr, __VA_ARGS__);                                                      \
+            fputc('\n', stderr);                                                               \
+        }                                                                                      \
+    } while (0)
+
+/* Expect REIN_OK; on failure print the status and rein_last_error(). */
+#define CHECK_OK(expr)                                                                         \
+    do {                                                                                       \
+        test_checks++;                                                                         \
+        rein_status chk_st_ = (expr);                                                          \
+        if (chk_st_ != REIN_OK) {                                                              \
+            test_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #expr,                \
+                    rein_status_str(chk_st_), rein_last_error());                              \
+        }                                                                                      \
+    } while (0)
+
+/* Expect a specific failure status, and an error message containing `needle`. */
+#define CHECK_ERR(expr, status, needle) test_check_err((expr), (status), (needle), #expr, __FILE__, __LINE__)
+
+void test_check_err(rein_status got, rein_status want, const char *needle, const char *expr,
+                    const char *file, int line);
+int test_finish(void);
+void test_skip(const char *why) __attribute__((noreturn));
+
+/* Path of the shared data folder (../shared/data, or $REIN_SHARED_DATA); NULL if absent. */
+const char *test_shared_data(void);
+/* Path of the default model if downloaded (models/..., or $REIN_MODEL); NULL if absent. */
+const char *test_default_model(void);
+/* A fresh temporary directory for this test program (removed by nothing: it lives under /tmp). */
+const char *test_tmpdir(void);
+
+#endif
