@@ -358,6 +358,8 @@ rein_status rein_model_load(const char *path, rein_model **out);
 void rein_model_free(rein_model *m);
 
 const rein_model_config *rein_model_get_config(const rein_model *m);
+/* Read a model's hyperparameters from a GGUF file's metadata without loading its weights. */
+rein_status rein_model_config_from_gguf(const rein_gguf *g, rein_model_config *cfg);
 const rein_tokenizer *rein_model_tokenizer(const rein_model *m);
 const rein_chat_template *rein_model_chat_template(const rein_model *m);
 const rein_gguf *rein_model_gguf(const rein_model *m); /* the file it came from */
@@ -410,12 +412,21 @@ void rein_sampler_free(rein_sampler *s);
 /* Choose the next token from logits (n_vocab; modified in place) given the tokens so far. */
 int32_t rein_sampler_sample(rein_sampler *s, float *logits, const int32_t *history, size_t n_hist);
 
+/* What a generation did, for reporting speed. */
+typedef struct rein_generate_stats {
+    int32_t n_prompt;     /* prompt tokens run through the model */
+    int32_t n_generated;  /* tokens sampled */
+    double prefill_s;     /* seconds spent on the prompt */
+    double decode_s;      /* seconds spent sampling and feeding back generated tokens */
+} rein_generate_stats;
+
 typedef struct rein_generate_params {
     rein_sampler_params sampler;
     int32_t max_tokens;       /* new tokens at most */
     const char *const *stop;  /* stop strings (not included in the output), or NULL */
     size_t n_stop;
     int stop_at_eog;          /* stop at EOS / end-of-turn tokens (default 1) */
+    rein_generate_stats *stats; /* filled in when not NULL */
 } rein_generate_params;
 
 rein_generate_params rein_generate_default_params(void);

@@ -47,7 +47,10 @@ rein_status rein_error_wrap(rein_status s, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, errmsg, sizeof old);
-    snprintf(errmsg, sizeof errmsg, "%s%s", prefix, old);
+    size_t pl = strlen(prefix);
+    memcpy(errmsg, prefix, pl + 1);
+    /* the message is cut at the buffer's end rather than overflowing it */
+    snprintf(errmsg + pl, sizeof errmsg - pl, "%.*s", (int)(sizeof errmsg - pl - 1), old);
     return s;
 }
 

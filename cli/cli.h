@@ -1,0 +1,59 @@
+/* cli.h - what the subcommands of `rein` share: option tables, model lookup, failing cleanly.
+ *
+ * cli/ is the only part of rein that may exit(); everything below it returns a status.
+ */
+#ifndef REIN_CLI_H
+#define REIN_CLI_H
+
+#include "rein.h"
+
+#include <getopt.h>
+#include <stdio.h>
+
+#define DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+/* Print "rein CMD: <message>" with the library's last error and exit(1). */
+void cli_die(const char *cmd, rein_status st) __attribute__((noreturn));
+/* Print "rein CMD: <formatted>" plus a hint to see --help, and exit(2). */
+void cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+
+/* Resolve -m: the given path, else $REIN_MODEL, else models/DEFAULT_MODEL_FILE beside the current
+ * folder or the program. Exits with a message telling how to download it when absent. */
+const char *cli_model_path(const char *cmd, const char *given);
+
+/* Parse numbers strictly ("12x" is an error); exit with a usage error naming the option. */
+long cli_parse_long(const char *cmd, const char *opt, const char *s, long lo, long hi);
+double cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi);
+
+/* The chat template named `name` (chatml, llama3, generic), recognising the default system prompt
+ * from the model's own template where it has one. Exits on error. The caller frees it. */
+rein_chat_template *cli_chat_template(const char *cmd, const rein_model *m, const char *name);
+
+/* Append all of standard input to *out. */
+rein_status cli_read_stdin(rein_buf *out);
+
+/* Write text to stdout as it comes (a rein_text_fn). */
+int cli_print_text(void *ud, const char *text, size_t len);
+
+/* Sampling options shared by generate and chat. cli_sampling_option returns 1 if it took `opt`. */
+enum {
+    OPT_TEMP = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
+    OPT_SEED, OPT_SYSTEM, OPT_TEMPLATE, OPT_STOP, OPT_CTX, OPT_THREADS, OPT_CHAT, OPT_JSON,
+    OPT_SPECIAL, OPT_BOS, OPT_NO_SYSTEM,
+};
+#define CLI_SAMPLING_LONGOPTS                                                                  \
+    {"temp", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOP_K},      \
+        {"top-p", required_argument, 0, OPT_TOP_P}, {"min-p", required_argument, 0, OPT_MIN_P}, \
+        {"repeat-penalty", required_argument, 0, OPT_REPEAT_PENALTY},                          \
+        {"repeat-last-n", required_argument, 0, OPT_REPEAT_LAST_N},                            \
+        {"seed", required_argument, 0, OPT_SEED}
+int cli_sampling_option(const char *cmd, int opt, const char *arg, rein_sampler_params *sp);
+extern const char cli_sampling_help[];
+
+/* The subcommands: each takes argc/argv starting at its own name and returns the exit status. */
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+
+#endif

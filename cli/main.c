@@ -1,0 +1,41 @@
+/* main.c - the `rein` program: dispatch to a subcommand. */
+#include "cli.h"
+
+#include <string.h>
+
+static const char usage[] =
+    "rein " REIN_VERSION " - run, train and align Llama-family language models\n"
+    "\n"
+    "Usage: rein COMMAND [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  info      describe a GGUF model: architecture, parameters, tensor types, tokenizer\n"
+    "  tokenize  turn text into token ids (or pieces, with --json)\n"
+    "  generate  continue a prompt, or answer it as a chat turn (--chat)\n"
+    "  chat      talk with a model, turn by turn\n"
+    "\n"
+    "Run 'rein COMMAND --help' for a command's options. -m MODEL defaults to the downloaded\n"
+    "default model (models/" DEFAULT_MODEL_FILE ", fetched by 'make model') or $REIN_MODEL.\n"
+    "Environment: REIN_THREADS (worker threads), REIN_LOG (error|warn|info|debug).\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        puts("rein " REIN_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
+    fprintf(stderr, "rein: unknown command '%s'\n\n%s", cmd, usage);
+    return 2;
+}

@@ -1,0 +1,102 @@
+/* ops.c - RMSNorm, rotary embedding, SwiGLU, residual add and attention (forward).
+ *
+ * These are memory-bound or small next to the matrix products, so they are written plainly and
+ * threaded only where a pass is large (attention, norms over many rows).
+ */
+#include "kernels/ops.h"
+#include "base/base.h"
+
+#include <math.h>
+
+void rein_rmsnorm_forward(float *out, const float *x, const float *w, int N, int C, float eps) {
+    for (int i = 0; i < N; i++) {
+        const float *xi = x + (int64_t)i * C;
+        float *oi = out + (int64_t)i * C;
+        double ss = 0;
+        for (int c = 0; c < C; c++) ss += (double)xi[c] * xi[c];
+        float r = (float)(1.0 / sqrt(ss / C + eps));
+        for (int c = 0; c < C; c++) oi[c] = xi[c] * r * w[c];
+    }
+}
+
+void rein_rope_forward(float *x, const int32_t *pos, int N, int H, int D, int rope_dim,
+                       float base, const float *freq_factors) {
+    int half = rope_dim / 2;
+    float cs[512], sn[512]; /* rope_dim <= 1024, checked by the model loader */
+    for (int i = 0; i < N; i++) {
+        for (int p = 0; p < half; p++) {
+            double theta = (double)pos[i] * pow((double)base, -2.0 * p / rope_dim);
+            if (freq_factors) theta /= freq_factors[p];
+            cs[p] = (float)cos(theta);
+            sn[p] = (float)sin(theta);
+        }
+        for (int h = 0; h < H; h++) {
+            float *xh = x + ((int64_t)i * H + h) * D;
+            for (int p = 0; p < half; p++) {
+                float a = xh[2 * p], b = xh[2 * p + 1];
+                xh[2 * p] = a * cs[p] - b * sn[p];
+                xh[2 * p + 1] = a * sn[p] + b * cs[p];
+            }
+        }
+    }
+}
+
+void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void rein_add_inplace(float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+typedef struct att_job {
+    float *out;
+    const float *q;
+    int N, H, KVH, D;
+    const float *const *k, *const *v;
+    const int *n_keys;
+    int64_t kv_stride;
+    float scale;
+} att_job;
+
+static void att_task(void *ctx, int t, int n_tasks) {
+    const att_job *a = ctx;
+    int i = t / a->H, h = t % a->H;
+    int g = h / (a->H / a->KVH);
+    const int D = a->D;
+    const float *qh = a->q + ((int64_t)i * a->H + h) * D;
+    float *oh = a->out + ((int64_t)i * a->H + h) * D;
+    const float *kb = a->k[i] + (int64_t)g * D, *vb = a->v[i] + (int64_t)g * D;
+    float acc[1024];
+    for (int d = 0; d < D; d++) acc[d] = 0;
+    float mx = -INFINITY, den = 0;
+    for (int s = 0; s < a->n_keys[i]; s++) {
+        const float *ks = kb + (int64_t)s * a->kv_stride;
+        float dot = 0;
+        for (int d = 0; d < D; d++) dot += qh[d] * ks[d];
+        dot *= a->scale;
+        const float *vs = vb + (int64_t)s * a->kv_stride;
+        if (dot > mx) {
+            float c = expf(mx - dot); /* rescale what was summed under the old maximum */
+            den *= c;
+            for (int d = 0; d < D; d++) acc[d] *= c;
+            mx = dot;
+        }
+        float p = expf(dot - mx);
+        den += p;
+        for (int d = 0; d < D; d++) acc[d] += p * vs[d];
+    }
+    float inv = den > 0 ? 1.0f / den : 0.0f;
+    for (int d = 0; d < D; d++) oh[d] = acc[d] * inv;
+}
+
+void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, int D,
+                            const float *const *k, const float *const *v, const int *n_keys,
+                            int64_t kv_stride, float scale) {
+    REIN_ASSERT(D <= 1024 && KVH > 0 && H % KVH == 0);
+    att_job a = {out, q, N, H, KVH, D, k, v, n_keys, kv_stride, scale};
+    rein_parallel_for(N * H, att_task, &a);
+}

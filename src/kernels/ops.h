@@ -1,0 +1,34 @@
+/* ops.h - the elementwise and attention kernels of a Llama layer (forward).
+ *
+ * Plain float* in, float* out, shapes in PyTorch order. Nothing here knows about models or caches:
+ * attention takes, for each query row, a pointer to its own run of key and value rows.
+ */
+#ifndef REIN_KERNELS_OPS_H
+#define REIN_KERNELS_OPS_H
+
+#include <stdint.h>
+
+/* out (N, C) = x / sqrt(mean(x^2) + eps) * w (C). out may equal x. */
+void rein_rmsnorm_forward(float *out, const float *x, const float *w, int N, int C, float eps);
+
+/* Rotary embedding in place on x (N, H, D), GGUF/ggml "normal" layout: the first rope_dim values
+ * of each head form adjacent pairs (x[2i], x[2i+1]) rotated by the angle
+ * pos[n] * base^(-2i/rope_dim) / freq_factors[i] (freq_factors (rope_dim/2) or NULL for 1). */
+void rein_rope_forward(float *x, const int32_t *pos, int N, int H, int D, int rope_dim,
+                       float base, const float *freq_factors);
+
+/* out (N, F) = silu(gate) * up. out may equal gate. */
+void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
+
+/* Causal attention for N query rows with grouped-query heads, one online-softmax pass over keys.
+ * q (N, H, D); for query row i, keys k[i] (n_keys[i], KVH * D) and values v[i] likewise, rows
+ * `kv_stride` floats apart; query head h reads KV head h / (H / KVH). out (N, H, D).
+ * out[i,h] = sum_t softmax_t(scale * q[i,h] . k[i][t,g]) v[i][t,g]. Threaded over (i, h). */
+void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, int D,
+                            const float *const *k, const float *const *v, const int *n_keys,
+                            int64_t kv_stride, float scale);
+
+/* x (n) += y (n) */
+void rein_add_inplace(float *x, const float *y, int64_t n);
+
+#endif

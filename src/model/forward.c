@@ -1,0 +1,99 @@
+/* forward.c - the Llama forward pass over a batch of tokens from any number of sequences.
+ *
+ * For n tokens, each bound to a sequence of the KV cache:
+ *   x = embed(tokens)                                   (n, dim)
+ *   per layer:  h = rmsnorm(x);  q, k, v = h Wq^T, h Wk^T, h Wv^T;  rotary on q, k;
+ *               k, v -> cache;   x += attention(q, cache) Wo^T
+ *               h = rmsnorm(x);  x += (silu(h Wgate^T) * h Wup^T) Wdown^T
+ *   logits = rmsnorm(x) Wout^T, for the rows asked for.
+ * All of a layer's keys and values are written to the cache before its attention runs, so tokens
+ * of one sequence in the same batch see each other causally and other sequences not at all.
+ */
+#include "base/base.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "model/model.h"
+
+#include <math.h>
+#include <string.h>
+
+rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *tokens,
+                               const int32_t *seq, size_t n_tokens, const uint8_t *want_logits,
+                               float *logits) {
+    const rein_model_config *c = &m->cfg;
+    if (n_tokens == 0) return REIN_OK;
+    if (n_tokens > (size_t)INT32_MAX / 2)
+        return rein_error(REIN_ERR_RANGE, "batch of %zu tokens is too large", n_tokens);
+    if (kv->n_layers != c->n_layers || kv->kv_dim != c->n_kv_heads * c->head_dim)
+        return rein_error(REIN_ERR_INVALID, "KV cache was made for another model");
+    const int n = (int)n_tokens;
+    REIN_TRY(rein_workspace_reserve(m, n));
+    rein_workspace *w = &m->ws;
+
+    /* validate everything before the cache is touched */
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
+            return rein_error(REIN_ERR_RANGE, "token %d at batch index %d is outside the vocabulary "
+                              "(0..%d)", tokens[i], i, c->n_vocab - 1);
+        if (seq[i] < 0 || seq[i] >= kv->n_seq)
+            return rein_error(REIN_ERR_RANGE, "sequence id %d at batch index %d is outside the KV "
+                              "cache (0..%d)", seq[i], i, kv->n_seq - 1);
+    }
+    int n_rows = 0;
+    for (int i = 0; i < n; i++) {
+        int p = kv->len[seq[i]];
+        for (int j = 0; j < i; j++) p += seq[j] == seq[i];
+        if (p >= kv->n_ctx)
+            return rein_error(REIN_ERR_RANGE, "sequence %d is full: position %d does not fit a "
+                              "context of %d", seq[i], p, kv->n_ctx);
+        w->pos[i] = p;
+        if (!want_logits || want_logits[i]) w->rows[n_rows++] = i;
+    }
+
+    const int dim = c->dim, hd = c->head_dim;
+    const int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    for (int i = 0; i < n; i++)
+        memcpy(w->x + (int64_t)i * dim, m->tok_embd + (int64_t)tokens[i] * dim,
+               sizeof(float) * (size_t)dim);
+    const float scale = 1.0f / sqrtf((float)hd);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const rein_layer *L = &m->layers[l];
+        rein_rmsnorm_forward(w->xb, w->x, L->attn_norm, n, dim, c->rms_eps);
+        rein_matmul_nt(w->q, w->xb, L->wq, n, dim, q_dim, 0);
+        rein_matmul_nt(w->k, w->xb, L->wk, n, dim, kv_dim, 0);
+        rein_matmul_nt(w->v, w->xb, L->wv, n, dim, kv_dim, 0);
+        rein_rope_forward(w->q, w->pos, n, c->n_heads, hd, c->rope_dim, c->rope_base,
+                          m->rope_freqs);
+        rein_rope_forward(w->k, w->pos, n, c->n_kv_heads, hd, c->rope_dim, c->rope_base,
+                          m->rope_freqs);
+        for (int i = 0; i < n; i++) {
+            memcpy(rein_kv_at(kv, kv->k, l, seq[i], w->pos[i]), w->k + (int64_t)i * kv_dim,
+                   sizeof(float) * (size_t)kv_dim);
+            memcpy(rein_kv_at(kv, kv->v, l, seq[i], w->pos[i]), w->v + (int64_t)i * kv_dim,
+                   sizeof(float) * (size_t)kv_dim);
+            w->kp[i] = rein_kv_at(kv, kv->k, l, seq[i], 0);
+            w->vp[i] = rein_kv_at(kv, kv->v, l, seq[i], 0);
+            w->n_keys[i] = w->pos[i] + 1;
+        }
+        rein_attention_forward(w->att, w->q, n, c->n_heads, c->n_kv_heads, hd, w->kp, w->vp,
+                               w->n_keys, kv_dim, scale);
+        rein_matmul_nt(w->x, w->att, L->wo, n, q_dim, dim, 1);
+
+        rein_rmsnorm_forward(w->xb, w->x, L->ffn_norm, n, dim, c->rms_eps);
+        rein_matmul_nt(w->gate, w->xb, L->w_gate, n, dim, c->ffn_dim, 0);
+        rein_matmul_nt(w->up, w->xb, L->w_up, n, dim, c->ffn_dim, 0);
+        rein_swiglu_forward(w->gate, w->gate, w->up, (int64_t)n * c->ffn_dim);
+        rein_matmul_nt(w->x, w->gate, L->w_down, n, c->ffn_dim, dim, 1);
+    }
+    for (int i = 0; i < n; i++) kv->len[seq[i]] = REIN_MAX(kv->len[seq[i]], w->pos[i] + 1);
+
+    if (n_rows > 0 && logits) {
+        /* gather the wanted rows, normalise, project onto the vocabulary */
+        for (int r = 0; r < n_rows; r++)
+            rein_rmsnorm_forward(w->xb + (int64_t)r * dim, w->x + (int64_t)w->rows[r] * dim,
+                                 m->out_norm, 1, dim, c->rms_eps);
+        rein_matmul_nt(logits, w->xb, m->output, n_rows, dim, c->n_vocab, 0);
+    }
+    return REIN_OK;
+}

@@ -1,0 +1,73 @@
+/* model.h - the inside of a Llama-family model: its weights, its cache, its scratch space.
+ *
+ * Public callers see rein_model and rein_kv_cache as opaque (include/rein.h); the trainers and the
+ * generation code inside the library use these definitions. All weights are f32 in one arena, in
+ * PyTorch layout (nn.Linear weights (out, in)); every activation of a forward pass lives in the
+ * workspace, addressable by name, so that a backward pass can be added over the same buffers.
+ */
+#ifndef REIN_MODEL_MODEL_H
+#define REIN_MODEL_MODEL_H
+
+#include "rein.h"
+
+typedef struct rein_layer {
+    float *attn_norm; /* (dim) */
+    float *wq;        /* (n_heads * head_dim, dim) */
+    float *wk;        /* (n_kv_heads * head_dim, dim) */
+    float *wv;        /* (n_kv_heads * head_dim, dim) */
+    float *wo;        /* (dim, n_heads * head_dim) */
+    float *ffn_norm;  /* (dim) */
+    float *w_gate;    /* (ffn_dim, dim) */
+    float *w_up;      /* (ffn_dim, dim) */
+    float *w_down;    /* (dim, ffn_dim) */
+} rein_layer;
+
+/* Scratch for one forward call over n tokens; grown on demand, kept between calls. */
+typedef struct rein_workspace {
+    int cap;          /* tokens the buffers below hold */
+    float *x;         /* (n, dim) residual stream */
+    float *xb;        /* (n, dim) normalised input of the current sublayer */
+    float *q;         /* (n, n_heads * head_dim) */
+    float *k;         /* (n, n_kv_heads * head_dim) */
+    float *v;         /* (n, n_kv_heads * head_dim) */
+    float *att;       /* (n, n_heads * head_dim) attention output before wo */
+    float *gate;      /* (n, ffn_dim), then silu(gate) * up */
+    float *up;        /* (n, ffn_dim) */
+    int32_t *pos;     /* (n) position of each token in its sequence */
+    int *n_keys;      /* (n) */
+    const float **kp; /* (n) first key row of each token's sequence in the current layer */
+    const float **vp; /* (n) */
+    int32_t *rows;    /* (n) indices of the tokens whose logits are wanted */
+} rein_workspace;
+
+struct rein_model {
+    rein_model_config cfg;
+    rein_gguf *gguf;
+    rein_tokenizer *tok;          /* NULL for a file without tokenizer metadata */
+    rein_chat_template *chat;     /* NULL when tok is NULL */
+    float *arena;                 /* every weight, f32, 64-byte aligned */
+    int64_t n_floats;
+    float *tok_embd;              /* (n_vocab, dim) */
+    float *out_norm;              /* (dim) */
+    float *output;                /* (n_vocab, dim); == tok_embd when the head is tied */
+    float *rope_freqs;            /* (rope_dim / 2) frequency divisors, or NULL */
+    rein_layer *layers;           /* (n_layers) */
+    rein_workspace ws;
+};
+
+struct rein_kv_cache {
+    int n_layers, n_seq, n_ctx, kv_dim;
+    float *k;  /* (n_layers, n_seq, n_ctx, kv_dim) */
+    float *v;  /* (n_layers, n_seq, n_ctx, kv_dim) */
+    int *len;  /* (n_seq) positions filled */
+};
+
+/* Address of position `pos` of sequence `seq` in layer `layer` of a cache tensor. */
+static inline float *rein_kv_at(const rein_kv_cache *kv, float *base, int layer, int seq, int pos) {
+    return base + (((int64_t)layer * kv->n_seq + seq) * kv->n_ctx + pos) * kv->kv_dim;
+}
+
+/* Make m->ws hold n tokens (grows, never shrinks). */
+rein_status rein_workspace_reserve(rein_model *m, int n);
+
+#endif
