@@ -2,6 +2,7 @@
 # Run test programs; each exits 0 (pass), 77 (skip, with its reason printed) or anything else (fail).
 # Ends with the line "N passed, N failed, N skipped". Exit status 1 if any failed.
 BUILD=$1
+export REIN_BIN="$BUILD/rein"  # for the end-to-end CLI test
 shift
 pass=0; fail=0; skip=0; failed=""
 mkdir -p "$BUILD/test-logs"
