@@ -384,7 +384,8 @@ rein_status rein_kv_cache_copy(rein_kv_cache *kv, int src, int dst, int len);
  * attends to its own sequence only. For every i with want_logits[i] != 0 (or every i when
  * want_logits is NULL) one row of n_vocab logits is written to `logits`, in order: logits is
  * (n_wanted, n_vocab). REIN_ERR_RANGE if a sequence would overflow its n_ctx (nothing is written to
- * the cache then) or a token id is out of range. */
+ * the cache then) or a token id is out of range. The model keeps scratch space for this call, so
+ * one model runs one forward at a time (the call itself uses every rein thread). */
 rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *tokens,
                                const int32_t *seq, size_t n, const uint8_t *want_logits,
                                float *logits);
