@@ -48,7 +48,8 @@ static void spit(const char *path, const uint8_t *data, size_t n) {
     fclose(f);
 }
 
-/* Offset of the first occurrence of the string s in the file bytes (the test's names are unique). */
+/* Offset of the first occurrence of the string s in the file bytes (the test's names are unique).
+ */
 static size_t find(const uint8_t *data, size_t n, const char *s) {
     size_t l = strlen(s);
     for (size_t i = 0; i + l <= n; i++)
@@ -90,12 +91,9 @@ static const struct {
     int n_dims;
     int64_t shape[4];
 } rt_tensors[] = {
-    {"f32.vec", REIN_TYPE_F32, 1, {7}},
-    {"f16.mat", REIN_TYPE_F16, 2, {3, 5}},
-    {"bf16.cube", REIN_TYPE_BF16, 3, {2, 3, 4}},
-    {"q8_0.w", REIN_TYPE_Q8_0, 2, {3, 64}},
-    {"q4_0.w", REIN_TYPE_Q4_0, 4, {1, 2, 1, 32}},
-    {"q4_1.w", REIN_TYPE_Q4_1, 2, {2, 96}},
+    {"f32.vec", REIN_TYPE_F32, 1, {7}},           {"f16.mat", REIN_TYPE_F16, 2, {3, 5}},
+    {"bf16.cube", REIN_TYPE_BF16, 3, {2, 3, 4}},  {"q8_0.w", REIN_TYPE_Q8_0, 2, {3, 64}},
+    {"q4_0.w", REIN_TYPE_Q4_0, 4, {1, 2, 1, 32}}, {"q4_1.w", REIN_TYPE_Q4_1, 2, {2, 96}},
 };
 #define N_RT (int)(sizeof rt_tensors / sizeof rt_tensors[0])
 
@@ -147,16 +145,19 @@ static void write_round_trip(const char *path) {
 
     for (int k = 0; k < N_RT; k++) {
         int64_t n = 1;
-        for (int d = 0; d < rt_tensors[k].n_dims; d++) n *= rt_tensors[k].shape[d];
+        for (int d = 0; d < rt_tensors[k].n_dims; d++)
+            n *= rt_tensors[k].shape[d];
         float *x = malloc((size_t)n * sizeof *x);
-        for (int64_t i = 0; i < n; i++) x[i] = ramp(i + k);
+        for (int64_t i = 0; i < n; i++)
+            x[i] = ramp(i + k);
         CHECK_OK(rein_gguf_add_tensor(w, rt_tensors[k].name, rt_tensors[k].type,
                                       rt_tensors[k].n_dims, rt_tensors[k].shape, x));
         free(x);
     }
     /* a raw Q6_K tensor: one block of arbitrary bytes with a finite scale */
     uint8_t q6[210];
-    for (int i = 0; i < 210; i++) q6[i] = (uint8_t)(i * 7);
+    for (int i = 0; i < 210; i++)
+        q6[i] = (uint8_t)(i * 7);
     put_u32(q6 + 206, 0x2e660000u); /* bytes 208-209: f16 0x2e66 */
     int64_t q6_shape[1] = {256};
     CHECK_OK(rein_gguf_add_tensor_raw(w, "q6_k.raw", REIN_TYPE_Q6_K, 1, q6_shape, q6, 210));
@@ -302,7 +303,8 @@ static void check_round_trip(const char *path) {
         float *x = malloc((size_t)n_el * 4), *want = malloc((size_t)n_el * 4),
               *got = malloc((size_t)n_el * 4);
         void *q = malloc((size_t)n_el * 4);
-        for (int64_t i = 0; i < n_el; i++) x[i] = ramp(i + t);
+        for (int64_t i = 0; i < n_el; i++)
+            x[i] = ramp(i + t);
         CHECK_OK(rein_quantize(ti->type, x, q, n_el));
         CHECK(!memcmp(q, ti->data, ti->n_bytes));
         CHECK_OK(rein_dequantize(ti->type, q, want, n_el));
@@ -330,7 +332,8 @@ static rein_status rewrite(const char *src, const char *dst) {
     if (!st) st = rein_gguf_copy_kv(w, g);
     for (int64_t i = 0; !st && i < rein_gguf_n_tensors(g); i++) {
         const rein_gguf_tensor *t = rein_gguf_tensor_at(g, i);
-        st = rein_gguf_add_tensor_raw(w, t->name, t->type, t->n_dims, t->shape, t->data, t->n_bytes);
+        st =
+            rein_gguf_add_tensor_raw(w, t->name, t->type, t->n_dims, t->shape, t->data, t->n_bytes);
     }
     if (!st) st = rein_gguf_writer_write(w, dst);
     rein_gguf_writer_free(w);
@@ -440,7 +443,8 @@ static void test_foreign_file(void) {
         const void *data;
         CHECK_OK(rein_gguf_get_arr(g, arrs[i].key, &at, &n, &data));
         CHECKF(at == arrs[i].type && n == arrs[i].n, "%s", arrs[i].key);
-        if (arrs[i].bytes) CHECKF(data && !memcmp(data, arrs[i].bytes, arrs[i].nb), "%s", arrs[i].key);
+        if (arrs[i].bytes)
+            CHECKF(data && !memcmp(data, arrs[i].bytes, arrs[i].nb), "%s", arrs[i].key);
     }
     double d2[2];
     const void *data;
@@ -467,7 +471,8 @@ static const char *small_file(void) {
     CHECK_OK(rein_gguf_set_arr_str(w, "key.str", strs, NULL, 2));
     CHECK_OK(rein_gguf_set_u32(w, "key.num", 42));
     float x[64];
-    for (int i = 0; i < 64; i++) x[i] = (float)i;
+    for (int i = 0; i < 64; i++)
+        x[i] = (float)i;
     int64_t s1[2] = {2, 32}, s2[1] = {8};
     CHECK_OK(rein_gguf_add_tensor(w, "tensor.one", REIN_TYPE_Q8_0, 2, s1, x));
     CHECK_OK(rein_gguf_add_tensor(w, "tensor.two", REIN_TYPE_F32, 1, s2, x));
@@ -508,15 +513,18 @@ static layout find_layout(const uint8_t *f, size_t n) {
 typedef enum { P8, P32, P64, PBYTES } patch_kind;
 
 /* Patch one field of a copy of the good file, open it, and check status and message. */
-static void expect_bad(const uint8_t *good, size_t n, const char *what, patch_kind kind,
-                       size_t at, uint64_t v, const char *bytes, rein_status want,
-                       const char *needle) {
+static void expect_bad(const uint8_t *good, size_t n, const char *what, patch_kind kind, size_t at,
+                       uint64_t v, const char *bytes, rein_status want, const char *needle) {
     uint8_t *f = malloc(n);
     memcpy(f, good, n);
-    if (kind == P8) f[at] = (uint8_t)v;
-    else if (kind == P32) put_u32(f + at, (uint32_t)v);
-    else if (kind == P64) put_u64(f + at, v);
-    else memcpy(f + at, bytes, strlen(bytes));
+    if (kind == P8)
+        f[at] = (uint8_t)v;
+    else if (kind == P32)
+        put_u32(f + at, (uint32_t)v);
+    else if (kind == P64)
+        put_u64(f + at, v);
+    else
+        memcpy(f + at, bytes, strlen(bytes));
     const char *path = tmp_path("bad.gguf");
     spit(path, f, n);
     free(f);
@@ -553,9 +561,11 @@ static void test_hostile(void) {
     expect_bad(good, n, "big-endian", P32, 4, 0x03000000, NULL, REIN_ERR_UNSUPPORTED, "big-endian");
     snprintf(msg, sizeof msg, "offset 8: tensor_count %llu cannot fit", (unsigned long long)huge);
     expect_bad(good, n, "tensor count", P64, 8, huge, NULL, REIN_ERR_FORMAT, msg);
-    expect_bad(good, n, "tensor count max", P64, 8, UINT64_MAX, NULL, REIN_ERR_FORMAT, "tensor_count");
+    expect_bad(good, n, "tensor count max", P64, 8, UINT64_MAX, NULL, REIN_ERR_FORMAT,
+               "tensor_count");
     expect_bad(good, n, "kv count", P64, 16, huge, NULL, REIN_ERR_FORMAT, "offset 16: kv_count");
-    expect_bad(good, n, "tensor count too big by one", P64, 8, 3, NULL, REIN_ERR_FORMAT, "tensor 2 name");
+    expect_bad(good, n, "tensor count too big by one", P64, 8, 3, NULL, REIN_ERR_FORMAT,
+               "tensor 2 name");
     expect_bad(good, n, "key length", P64, l.strs_key, huge, NULL, REIN_ERR_FORMAT, "key 1 length");
     expect_bad(good, n, "string element length", P64, l.strs_len + 8, huge, NULL, REIN_ERR_FORMAT,
                "key 'key.str' string 0 length");
@@ -563,8 +573,8 @@ static void test_hostile(void) {
                "key 'key.str' array length");
     expect_bad(good, n, "nested array", P32, l.strs_elem_type, REIN_GGUF_ARRAY, NULL,
                REIN_ERR_UNSUPPORTED, "arrays of arrays");
-    expect_bad(good, n, "unknown array type", P32, l.strs_elem_type, 13, NULL,
-               REIN_ERR_UNSUPPORTED, "element type 13");
+    expect_bad(good, n, "unknown array type", P32, l.strs_elem_type, 13, NULL, REIN_ERR_UNSUPPORTED,
+               "element type 13");
     expect_bad(good, n, "unknown kv type", P32, l.num_type, 13, NULL, REIN_ERR_UNSUPPORTED,
                "key 'key.num' has unknown value type 13");
     expect_bad(good, n, "bad alignment", P32, l.align_val, 48, NULL, REIN_ERR_FORMAT,
@@ -580,7 +590,7 @@ static void test_hostile(void) {
                "tensor 'tensor.one' dimension 1 is 0");
     expect_bad(good, n, "dimension > int64", P64, l.t2_ne0, UINT64_MAX, NULL, REIN_ERR_FORMAT,
                "tensor 'tensor.two' dimension 0");
-    {   /* product overflows int64: 2^32 x 2^32 */
+    { /* product overflows int64: 2^32 x 2^32 */
         uint8_t *f = malloc(n);
         memcpy(f, good, n);
         put_u64(f + l.t1_ne0, 1ULL << 32);
@@ -664,7 +674,8 @@ static void test_hostile(void) {
         uint8_t *f = malloc(n);
         memcpy(f, good, n);
         int flips = 1 + (int)(rein_rng_u64(&rng) % 4);
-        for (int k = 0; k < flips; k++) f[rein_rng_u64(&rng) % header_end] = (uint8_t)rein_rng_u64(&rng);
+        for (int k = 0; k < flips; k++)
+            f[rein_rng_u64(&rng) % header_end] = (uint8_t)rein_rng_u64(&rng);
         spit(tp, f, n);
         free(f);
         g = NULL;
@@ -730,8 +741,10 @@ static void test_alloc_failures(void) {
         n_allocs = 0;
         fail_at = i;
         rein_status st = write_small(path);
-        if (st == REIN_OK) ok = 1;
-        else CHECK_ERR(st, REIN_ERR_NOMEM, "");
+        if (st == REIN_OK)
+            ok = 1;
+        else
+            CHECK_ERR(st, REIN_ERR_NOMEM, "");
     }
     CHECKF(ok, "writing never succeeded");
     int write_allocs = i - 1;

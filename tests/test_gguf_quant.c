@@ -1,6 +1,6 @@
-/* test_gguf_quant.c - the tensor types: names and sizes, f16 / bf16 conversion, and quantization and
- * dequantization of every block format against gguf-py (an independent implementation), then the
- * default model's tensors against gguf-py's dequantization of the same file.
+/* test_gguf_quant.c - the tensor types: names and sizes, f16 / bf16 conversion, and quantization
+ * and dequantization of every block format against gguf-py (an independent implementation), then
+ * the default model's tensors against gguf-py's dequantization of the same file.
  *
  * The reference values live in tests/fixtures/gguf/{quant,model_samples}.gguf, written by
  * tools/gen_quant_fixture.py with gguf-py's GGUFWriter and gguf.quants. Both sides compute in f32
@@ -41,13 +41,15 @@ static void test_types(void) {
     CHECK(t == REIN_TYPE_BF16);
     CHECK_ERR(rein_type_from_name("Q5_0", &t), REIN_ERR_UNSUPPORTED, "Q5_0");
     CHECK_ERR(rein_type_from_name("F3", &t), REIN_ERR_UNSUPPORTED, "F3");
-    CHECK(rein_type_name(6) == NULL && rein_type_block_size(6) == 0 && rein_type_block_bytes(-1) == 0);
+    CHECK(rein_type_name(6) == NULL && rein_type_block_size(6) == 0 &&
+          rein_type_block_bytes(-1) == 0);
 
     float f[32];
     uint8_t b[64];
     CHECK_ERR(rein_dequantize(99, b, f, 32), REIN_ERR_UNSUPPORTED, "99");
     CHECK_ERR(rein_dequantize(REIN_TYPE_Q8_0, b, f, 33), REIN_ERR_INVALID, "block size");
-    for (int i = 0; i < 32; i++) f[i] = (float)i;
+    for (int i = 0; i < 32; i++)
+        f[i] = (float)i;
     CHECK_ERR(rein_quantize(REIN_TYPE_Q6_K, f, b, 256), REIN_ERR_UNSUPPORTED, "Q6_K");
     f[5] = NAN;
     CHECK_ERR(rein_quantize(REIN_TYPE_Q4_0, f, b, 32), REIN_ERR_NUMERIC, "element 5");
@@ -68,15 +70,15 @@ static void test_scalars(void) {
     CHECK(rein_fp32_to_fp16(1.0f) == 0x3c00);
     CHECK(rein_fp32_to_fp16(-2.0f) == 0xc000);
     CHECK(rein_fp32_to_fp16(65504.0f) == 0x7bff);
-    CHECK(rein_fp32_to_fp16(65520.0f) == 0x7c00);          /* rounds up to infinity */
-    CHECK(rein_fp32_to_fp16(0x1p-24f) == 0x0001);          /* smallest subnormal */
-    CHECK(rein_fp32_to_fp16(0x1p-25f) == 0x0000);          /* tie to even: down to zero */
-    CHECK(rein_fp32_to_fp16(1.0f + 0x1p-11f) == 0x3c00);   /* tie to even: down */
-    CHECK(rein_fp32_to_fp16(1.0f + 0x3p-11f) == 0x3c02);   /* tie to even: up */
+    CHECK(rein_fp32_to_fp16(65520.0f) == 0x7c00);        /* rounds up to infinity */
+    CHECK(rein_fp32_to_fp16(0x1p-24f) == 0x0001);        /* smallest subnormal */
+    CHECK(rein_fp32_to_fp16(0x1p-25f) == 0x0000);        /* tie to even: down to zero */
+    CHECK(rein_fp32_to_fp16(1.0f + 0x1p-11f) == 0x3c00); /* tie to even: down */
+    CHECK(rein_fp32_to_fp16(1.0f + 0x3p-11f) == 0x3c02); /* tie to even: up */
     CHECK(rein_fp16_to_fp32(0x0001) == 0x1p-24f);
     CHECK(isnan(rein_fp16_to_fp32(rein_fp32_to_fp16(NAN))));
-    CHECK(rein_fp32_to_bf16(1.0f + 0x1p-8f) == 0x3f80);    /* tie to even: down */
-    CHECK(rein_fp32_to_bf16(1.0f + 0x3p-8f) == 0x3f82);    /* tie to even: up */
+    CHECK(rein_fp32_to_bf16(1.0f + 0x1p-8f) == 0x3f80); /* tie to even: down */
+    CHECK(rein_fp32_to_bf16(1.0f + 0x3p-8f) == 0x3f82); /* tie to even: up */
     CHECK(isnan(rein_bf16_to_fp32(rein_fp32_to_bf16(NAN))));
 }
 
@@ -84,7 +86,8 @@ static void test_scalars(void) {
 static int same_bits(const char *what, const float *a, const float *b, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         if (memcmp(&a[i], &b[i], 4) != 0) {
-            fprintf(stderr, "%s: element %lld: got %.9g, want %.9g\n", what, (long long)i, a[i], b[i]);
+            fprintf(stderr, "%s: element %lld: got %.9g, want %.9g\n", what, (long long)i, a[i],
+                    b[i]);
             return 0;
         }
     }
@@ -96,7 +99,7 @@ static void test_against_gguf_py(void) {
     rein_status st = rein_gguf_open(QUANT_FIXTURE, &g);
     CHECK_OK(st);
     if (st) return;
-    static const int quantizable[] = {REIN_TYPE_F32, REIN_TYPE_F16,  REIN_TYPE_BF16,
+    static const int quantizable[] = {REIN_TYPE_F32,  REIN_TYPE_F16,  REIN_TYPE_BF16,
                                       REIN_TYPE_Q8_0, REIN_TYPE_Q4_0, REIN_TYPE_Q4_1};
     static const int all[] = {REIN_TYPE_F32,  REIN_TYPE_F16,  REIN_TYPE_BF16, REIN_TYPE_Q8_0,
                               REIN_TYPE_Q4_0, REIN_TYPE_Q4_1, REIN_TYPE_Q4_K, REIN_TYPE_Q6_K};
@@ -155,13 +158,15 @@ static void test_default_model_tensors(void) {
     CHECK(rein_gguf_n_tensors(g) == 272);
     int64_t max_n = 0;
     for (int64_t i = 0; i < rein_gguf_n_tensors(g); i++)
-        if (rein_gguf_tensor_at(g, i)->n_elements > max_n) max_n = rein_gguf_tensor_at(g, i)->n_elements;
+        if (rein_gguf_tensor_at(g, i)->n_elements > max_n)
+            max_n = rein_gguf_tensor_at(g, i)->n_elements;
     float *buf = malloc((size_t)max_n * sizeof *buf);
     int64_t non_finite = 0;
     for (int64_t i = 0; i < rein_gguf_n_tensors(g); i++) {
         const rein_gguf_tensor *t = rein_gguf_tensor_at(g, i);
         CHECK_OK(rein_gguf_tensor_f32(t, buf));
-        for (int64_t j = 0; j < t->n_elements; j++) non_finite += !isfinite(buf[j]);
+        for (int64_t j = 0; j < t->n_elements; j++)
+            non_finite += !isfinite(buf[j]);
     }
     CHECKF(non_finite == 0, "%lld non-finite values", (long long)non_finite);
 
@@ -194,7 +199,8 @@ static void test_default_model_tensors(void) {
             memcpy(&idx, (const char *)ip + 8 * j, 8);
             memcpy(&want, (const char *)vp + 4 * j, 4);
             CHECKF(idx < (uint64_t)t->n_elements && !memcmp(&buf[idx], &want, 4),
-                   "%s[%llu]: got %.9g, gguf-py %.9g", tname, (unsigned long long)idx, buf[idx], want);
+                   "%s[%llu]: got %.9g, gguf-py %.9g", tname, (unsigned long long)idx, buf[idx],
+                   want);
             n_cmp++;
         }
     }

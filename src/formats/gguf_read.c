@@ -1,4 +1,4 @@
-/* gguf_read.c - open, validate and query a GGUF file (versions 2 and 3).
+/* gguf_read.c - open and validate a GGUF file (versions 2 and 3); gguf_query.c answers questions.
  *
  * The file is memory-mapped read-only and stays mapped while the rein_gguf lives: strings, arrays
  * and tensor data are handed out as pointers into the mapping. Opening is two passes over the
@@ -22,52 +22,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* One tensor: the public description plus where its info sits in the file, for messages. */
-typedef struct gguf_tensor {
-    rein_gguf_tensor pub;
-    uint64_t info_pos;   /* byte offset of the tensor info (its name) */
-    uint64_t off_pos;    /* byte offset of its data-offset field */
-    uint64_t rel_offset; /* data offset relative to the data section */
-} gguf_tensor;
-
-struct rein_gguf {
-    const char *path;
-    const uint8_t *map; /* the whole file, read-only; NULL for an empty file */
-    size_t size;
-    uint32_t version;
-    uint32_t alignment;
-    uint64_t data_start; /* absolute offset of the data section */
-    int64_t n_kv;
-    gguf_kv *kv;                   /* (n_kv), file order */
-    const gguf_kv **kv_sorted;     /* (n_kv), by key, for lookup */
-    int64_t n_tensors;
-    gguf_tensor *tensors;          /* (n_tensors), file order */
-    const gguf_tensor **t_sorted;  /* (n_tensors), by name, for lookup */
-};
-
 /* ---- value types -------------------------------------------------------------------------- */
 
 size_t rein_gguf_scalar_size(int type) {
     switch (type) {
     case REIN_GGUF_UINT8:
     case REIN_GGUF_INT8:
-    case REIN_GGUF_BOOL: return 1;
+    case REIN_GGUF_BOOL:
+        return 1;
     case REIN_GGUF_UINT16:
-    case REIN_GGUF_INT16: return 2;
+    case REIN_GGUF_INT16:
+        return 2;
     case REIN_GGUF_UINT32:
     case REIN_GGUF_INT32:
-    case REIN_GGUF_FLOAT32: return 4;
+    case REIN_GGUF_FLOAT32:
+        return 4;
     case REIN_GGUF_UINT64:
     case REIN_GGUF_INT64:
-    case REIN_GGUF_FLOAT64: return 8;
-    default: return 0;
+    case REIN_GGUF_FLOAT64:
+        return 8;
+    default:
+        return 0;
     }
 }
 
 const char *rein_gguf_type_str(int type) {
-    static const char *const names[] = {"uint8", "int8",   "uint16", "int16",  "uint32",
-                                        "int32", "float32", "bool",  "string", "array",
-                                        "uint64", "int64", "float64"};
+    static const char *const names[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                        "int32",  "float32", "bool",   "string", "array",
+                                        "uint64", "int64",   "float64"};
     return type >= 0 && type <= REIN_GGUF_FLOAT64 ? names[type] : "unknown";
 }
 
@@ -127,8 +109,8 @@ static rein_status rd_str(parser *p, const char *field, const uint8_t **s, uint6
     REIN_TRY(rd_u64(p, field, len));
     if (*len > left(p))
         return rein_error(REIN_ERR_FORMAT,
-                          "%s: offset %" PRIu64 ": %s length %" PRIu64
-                          " cannot fit in the %" PRIu64 " bytes left",
+                          "%s: offset %" PRIu64 ": %s length %" PRIu64 " cannot fit in the %" PRIu64
+                          " bytes left",
                           p->path, at, field, *len, left(p));
     *s = p->base + p->pos;
     p->pos += *len;
@@ -173,12 +155,14 @@ static rein_status parse_value(parser *p, const char *key, uint64_t kv_pos, uint
         REIN_TRY(rd_u32(p, field, &arr_type));
         if (arr_type == REIN_GGUF_ARRAY)
             return rein_error(REIN_ERR_UNSUPPORTED,
-                              "%s: offset %" PRIu64 ": key '%s': arrays of arrays are not supported",
+                              "%s: offset %" PRIu64
+                              ": key '%s': arrays of arrays are not supported",
                               p->path, at, key);
         size_t esz = rein_gguf_scalar_size((int)arr_type);
         if (!esz && arr_type != REIN_GGUF_STRING)
             return rein_error(REIN_ERR_UNSUPPORTED,
-                              "%s: offset %" PRIu64 ": key '%s': unknown array element type %" PRIu32,
+                              "%s: offset %" PRIu64
+                              ": key '%s': unknown array element type %" PRIu32,
                               p->path, at, key, arr_type);
         at = p->pos;
         uint64_t len;
@@ -286,8 +270,9 @@ static rein_status parse_kvs(parser *p) {
         REIN_TRY(rd_str(p, field, &k, &klen));
         name_for_msg(key, sizeof key, k, klen);
         if (memchr(k, 0, (size_t)klen))
-            return rein_error(REIN_ERR_FORMAT, "%s: offset %" PRIu64 ": key '%s' contains a NUL byte",
-                              p->path, kv_pos, key);
+            return rein_error(REIN_ERR_FORMAT,
+                              "%s: offset %" PRIu64 ": key '%s' contains a NUL byte", p->path,
+                              kv_pos, key);
         uint32_t type;
         uint64_t type_pos = p->pos;
         snprintf(field, sizeof field, "key '%s' value type", key);
@@ -388,8 +373,10 @@ static rein_status parse_tensors(parser *p) {
             t->pub.name = kept;
             t->pub.type = (rein_type)type;
             t->pub.n_dims = (int)n_dims;
-            for (uint32_t d = 0; d < n_dims; d++) t->pub.shape[n_dims - 1 - d] = (int64_t)ne[d];
-            for (uint32_t d = n_dims; d < GGUF_MAX_DIMS; d++) t->pub.shape[d] = 1;
+            for (uint32_t d = 0; d < n_dims; d++)
+                t->pub.shape[n_dims - 1 - d] = (int64_t)ne[d];
+            for (uint32_t d = n_dims; d < GGUF_MAX_DIMS; d++)
+                t->pub.shape[d] = 1;
             t->pub.n_elements = n_el;
             t->pub.n_bytes = (size_t)(n_blocks * bb);
             t->info_pos = info_pos;
@@ -441,7 +428,8 @@ static rein_status check_tables(rein_gguf *g) {
         t->pub.data = g->map + t->pub.offset;
     }
     /* overlaps: sort by offset, then each tensor must start at or after the previous one's end */
-    for (int64_t i = 0; i < g->n_tensors; i++) g->t_sorted[i] = &g->tensors[i];
+    for (int64_t i = 0; i < g->n_tensors; i++)
+        g->t_sorted[i] = &g->tensors[i];
     qsort(g->t_sorted, (size_t)g->n_tensors, sizeof *g->t_sorted, cmp_tensor_offset);
     for (int64_t i = 1; i < g->n_tensors; i++) {
         const gguf_tensor *a = g->t_sorted[i - 1], *b = g->t_sorted[i];
@@ -459,10 +447,10 @@ static rein_status check_tables(rein_gguf *g) {
     qsort(g->t_sorted, (size_t)g->n_tensors, sizeof *g->t_sorted, cmp_tensor_name);
     for (int64_t i = 1; i < g->n_tensors; i++)
         if (!strcmp(g->t_sorted[i - 1]->pub.name, g->t_sorted[i]->pub.name))
-            return rein_error(REIN_ERR_FORMAT,
-                              "%s: offset %" PRIu64 ": duplicate tensor name '%s'", g->path,
-                              g->t_sorted[i]->info_pos, g->t_sorted[i]->pub.name);
-    for (int64_t i = 0; i < g->n_kv; i++) g->kv_sorted[i] = &g->kv[i];
+            return rein_error(REIN_ERR_FORMAT, "%s: offset %" PRIu64 ": duplicate tensor name '%s'",
+                              g->path, g->t_sorted[i]->info_pos, g->t_sorted[i]->pub.name);
+    for (int64_t i = 0; i < g->n_kv; i++)
+        g->kv_sorted[i] = &g->kv[i];
     qsort(g->kv_sorted, (size_t)g->n_kv, sizeof *g->kv_sorted, cmp_kv_key);
     for (int64_t i = 1; i < g->n_kv; i++)
         if (!strcmp(g->kv_sorted[i - 1]->key, g->kv_sorted[i]->key))
@@ -556,8 +544,12 @@ rein_status rein_gguf_open(const char *path, rein_gguf **out) {
     g->path = names;
 
     /* pass 2: the same parse, filling the tables; it cannot fail where pass 1 passed */
-    parser q = {.path = g->path, .base = map, .size = size, .g = g,
-                .str_offs = (uint64_t *)(arena + at_str), .names = names + strlen(path) + 1};
+    parser q = {.path = g->path,
+                .base = map,
+                .size = size,
+                .g = g,
+                .str_offs = (uint64_t *)(arena + at_str),
+                .names = names + strlen(path) + 1};
     st = parse(&q);
     REIN_ASSERT(st == REIN_OK && q.pos == p.pos);
     g->alignment = q.alignment;
@@ -579,281 +571,4 @@ void rein_gguf_free(rein_gguf *g) {
     if (!g) return;
     if (g->map) munmap((void *)g->map, g->size);
     rein_free(g); /* the handle is the start of the arena */
-}
-
-/* ---- queries ------------------------------------------------------------------------------ */
-
-uint32_t rein_gguf_version(const rein_gguf *g) {
-    return g->version;
-}
-
-int64_t rein_gguf_n_kv(const rein_gguf *g) {
-    return g->n_kv;
-}
-
-const gguf_kv *rein_gguf_kv_at(const rein_gguf *g, int64_t i) {
-    return i >= 0 && i < g->n_kv ? &g->kv[i] : NULL;
-}
-
-const char *rein_gguf_kv_key(const rein_gguf *g, int64_t i) {
-    return i >= 0 && i < g->n_kv ? g->kv[i].key : NULL;
-}
-
-rein_gguf_value_type rein_gguf_kv_type(const rein_gguf *g, int64_t i) {
-    return i >= 0 && i < g->n_kv ? g->kv[i].type : (rein_gguf_value_type)-1;
-}
-
-int64_t rein_gguf_find_kv(const rein_gguf *g, const char *key) {
-    int64_t lo = 0, hi = g->n_kv;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(g->kv_sorted[mid]->key, key);
-        if (c == 0) return g->kv_sorted[mid] - g->kv;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return -1;
-}
-
-static rein_status by_key(const rein_gguf *g, const char *key, const gguf_kv **kv) {
-    int64_t i = key ? rein_gguf_find_kv(g, key) : -1;
-    if (i < 0) return rein_error(REIN_ERR_RANGE, "%s: key '%s' is absent", g->path, key ? key : "(null)");
-    *kv = &g->kv[i];
-    return REIN_OK;
-}
-
-static rein_status by_index(const rein_gguf *g, int64_t i, const gguf_kv **kv) {
-    if (i < 0 || i >= g->n_kv)
-        return rein_error(REIN_ERR_RANGE, "%s: key index %" PRId64 " is out of range (%" PRId64 " keys)",
-                          g->path, i, g->n_kv);
-    *kv = &g->kv[i];
-    return REIN_OK;
-}
-
-static rein_status wrong_type(const rein_gguf *g, const gguf_kv *kv, const char *want) {
-    return rein_error(REIN_ERR_FORMAT, "%s: offset %" PRIu64 ": key '%s' has type %s, expected %s",
-                      g->path, kv->pos, kv->key, rein_gguf_type_str(kv->type), want);
-}
-
-/* An integer (or, with allow_bool, bool) scalar: *neg set and *s the value if negative, else
- * *u the value. */
-static rein_status read_int(const rein_gguf *g, const gguf_kv *kv, int allow_bool, int *neg,
-                            int64_t *s, uint64_t *u) {
-    const uint8_t *v = kv->val;
-    int64_t sv = 0;
-    uint64_t uv = 0;
-    int is_signed = 0;
-    switch (kv->type) {
-    case REIN_GGUF_BOOL:
-        if (!allow_bool) return wrong_type(g, kv, "an integer");
-        uv = v[0] != 0;
-        break;
-    case REIN_GGUF_UINT8: uv = v[0]; break;
-    case REIN_GGUF_INT8: sv = (int8_t)v[0], is_signed = 1; break;
-    case REIN_GGUF_UINT16: { uint16_t x; memcpy(&x, v, 2); uv = x; } break;
-    case REIN_GGUF_INT16: { int16_t x; memcpy(&x, v, 2); sv = x, is_signed = 1; } break;
-    case REIN_GGUF_UINT32: { uint32_t x; memcpy(&x, v, 4); uv = x; } break;
-    case REIN_GGUF_INT32: { int32_t x; memcpy(&x, v, 4); sv = x, is_signed = 1; } break;
-    case REIN_GGUF_UINT64: memcpy(&uv, v, 8); break;
-    case REIN_GGUF_INT64: memcpy(&sv, v, 8), is_signed = 1; break;
-    default: return wrong_type(g, kv, "an integer");
-    }
-    *neg = is_signed && sv < 0;
-    *s = sv;
-    *u = is_signed ? (sv < 0 ? 0 : (uint64_t)sv) : uv;
-    return REIN_OK;
-}
-
-static rein_status not_fit(const rein_gguf *g, const gguf_kv *kv, int neg, int64_t s, uint64_t u,
-                           const char *into) {
-    if (neg)
-        return rein_error(REIN_ERR_RANGE, "%s: key '%s' value %" PRId64 " does not fit in %s",
-                          g->path, kv->key, s, into);
-    return rein_error(REIN_ERR_RANGE, "%s: key '%s' value %" PRIu64 " does not fit in %s", g->path,
-                      kv->key, u, into);
-}
-
-static rein_status kv_to_i64(const rein_gguf *g, const gguf_kv *kv, int allow_bool, int64_t *out) {
-    int neg;
-    int64_t s;
-    uint64_t u;
-    REIN_TRY(read_int(g, kv, allow_bool, &neg, &s, &u));
-    if (!neg && u > (uint64_t)INT64_MAX) return not_fit(g, kv, neg, s, u, "int64");
-    *out = neg ? s : (int64_t)u;
-    return REIN_OK;
-}
-
-static rein_status kv_to_u64(const rein_gguf *g, const gguf_kv *kv, int allow_bool, uint64_t *out) {
-    int neg;
-    int64_t s;
-    uint64_t u;
-    REIN_TRY(read_int(g, kv, allow_bool, &neg, &s, &u));
-    if (neg) return not_fit(g, kv, neg, s, u, "uint64");
-    *out = u;
-    return REIN_OK;
-}
-
-static rein_status kv_to_f64(const rein_gguf *g, const gguf_kv *kv, double *out) {
-    if (kv->type == REIN_GGUF_FLOAT32) {
-        float f;
-        memcpy(&f, kv->val, 4);
-        *out = f;
-    } else if (kv->type == REIN_GGUF_FLOAT64) {
-        memcpy(out, kv->val, 8);
-    } else {
-        return wrong_type(g, kv, "float32 or float64");
-    }
-    return REIN_OK;
-}
-
-static rein_status kv_to_str(const rein_gguf *g, const gguf_kv *kv, const char **s, size_t *len) {
-    if (kv->type != REIN_GGUF_STRING) return wrong_type(g, kv, "string");
-    *s = (const char *)kv->val;
-    *len = (size_t)kv->n;
-    return REIN_OK;
-}
-
-static rein_status kv_to_arr(const rein_gguf *g, const gguf_kv *kv, rein_gguf_value_type *type,
-                             int64_t *n, const void **data) {
-    if (kv->type != REIN_GGUF_ARRAY) return wrong_type(g, kv, "array");
-    if (type) *type = kv->arr_type;
-    if (n) *n = kv->n;
-    if (data) *data = kv->arr_type == REIN_GGUF_STRING ? NULL : kv->val;
-    return REIN_OK;
-}
-
-static rein_status kv_to_arr_str(const rein_gguf *g, const gguf_kv *kv, int64_t i, const char **s,
-                                 size_t *len) {
-    if (kv->type != REIN_GGUF_ARRAY || kv->arr_type != REIN_GGUF_STRING)
-        return wrong_type(g, kv, "array of strings");
-    if (i < 0 || i >= kv->n)
-        return rein_error(REIN_ERR_RANGE, "%s: key '%s': index %" PRId64 " is out of range (%" PRId64 " strings)",
-                          g->path, kv->key, i, kv->n);
-    const uint8_t *p = kv->val + kv->str_off[i];
-    uint64_t l;
-    memcpy(&l, p, 8);
-    *s = (const char *)(p + 8);
-    *len = (size_t)l;
-    return REIN_OK;
-}
-
-rein_status rein_gguf_get_u32(const rein_gguf *g, const char *key, uint32_t *out) {
-    const gguf_kv *kv = NULL;
-    int neg;
-    int64_t s;
-    uint64_t u;
-    REIN_TRY(by_key(g, key, &kv));
-    REIN_TRY(read_int(g, kv, 0, &neg, &s, &u));
-    if (neg || u > UINT32_MAX) return not_fit(g, kv, neg, s, u, "uint32");
-    *out = (uint32_t)u;
-    return REIN_OK;
-}
-
-rein_status rein_gguf_get_i64(const rein_gguf *g, const char *key, int64_t *out) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_key(g, key, &kv));
-    return kv_to_i64(g, kv, 0, out);
-}
-
-rein_status rein_gguf_get_f32(const rein_gguf *g, const char *key, float *out) {
-    const gguf_kv *kv = NULL;
-    double d;
-    REIN_TRY(by_key(g, key, &kv));
-    REIN_TRY(kv_to_f64(g, kv, &d));
-    *out = (float)d;
-    return REIN_OK;
-}
-
-rein_status rein_gguf_get_bool(const rein_gguf *g, const char *key, int *out) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_key(g, key, &kv));
-    if (kv->type != REIN_GGUF_BOOL) return wrong_type(g, kv, "bool");
-    *out = kv->val[0] != 0;
-    return REIN_OK;
-}
-
-rein_status rein_gguf_get_str(const rein_gguf *g, const char *key, const char **s, size_t *len) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_key(g, key, &kv));
-    return kv_to_str(g, kv, s, len);
-}
-
-rein_status rein_gguf_get_arr(const rein_gguf *g, const char *key, rein_gguf_value_type *type,
-                              int64_t *n, const void **data) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_key(g, key, &kv));
-    return kv_to_arr(g, kv, type, n, data);
-}
-
-rein_status rein_gguf_get_arr_str(const rein_gguf *g, const char *key, int64_t i, const char **s,
-                                  size_t *len) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_key(g, key, &kv));
-    return kv_to_arr_str(g, kv, i, s, len);
-}
-
-rein_status rein_gguf_kv_int(const rein_gguf *g, int64_t i, int64_t *out) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_index(g, i, &kv));
-    return kv_to_i64(g, kv, 1, out);
-}
-
-rein_status rein_gguf_kv_uint(const rein_gguf *g, int64_t i, uint64_t *out) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_index(g, i, &kv));
-    return kv_to_u64(g, kv, 1, out);
-}
-
-rein_status rein_gguf_kv_float(const rein_gguf *g, int64_t i, double *out) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_index(g, i, &kv));
-    return kv_to_f64(g, kv, out);
-}
-
-rein_status rein_gguf_kv_str(const rein_gguf *g, int64_t i, const char **s, size_t *len) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_index(g, i, &kv));
-    return kv_to_str(g, kv, s, len);
-}
-
-rein_status rein_gguf_kv_arr(const rein_gguf *g, int64_t i, rein_gguf_value_type *type, int64_t *n,
-                             const void **data) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_index(g, i, &kv));
-    return kv_to_arr(g, kv, type, n, data);
-}
-
-rein_status rein_gguf_kv_arr_str(const rein_gguf *g, int64_t i, int64_t j, const char **s,
-                                 size_t *len) {
-    const gguf_kv *kv = NULL;
-    REIN_TRY(by_index(g, i, &kv));
-    return kv_to_arr_str(g, kv, j, s, len);
-}
-
-int64_t rein_gguf_n_tensors(const rein_gguf *g) {
-    return g->n_tensors;
-}
-
-const rein_gguf_tensor *rein_gguf_tensor_at(const rein_gguf *g, int64_t i) {
-    return i >= 0 && i < g->n_tensors ? &g->tensors[i].pub : NULL;
-}
-
-const rein_gguf_tensor *rein_gguf_find_tensor(const rein_gguf *g, const char *name) {
-    if (!name) return NULL;
-    int64_t lo = 0, hi = g->n_tensors;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(g->t_sorted[mid]->pub.name, name);
-        if (c == 0) return &g->t_sorted[mid]->pub;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
-}
-
-rein_status rein_gguf_tensor_f32(const rein_gguf_tensor *t, float *dst) {
-    if (!t || !dst) return rein_error(REIN_ERR_INVALID, "rein_gguf_tensor_f32: NULL argument");
-    rein_status st = rein_dequantize(t->type, t->data, dst, t->n_elements);
-    if (st) return rein_error_wrap(st, "tensor '%s': ", t->name);
-    return REIN_OK;
 }

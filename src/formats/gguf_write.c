@@ -2,10 +2,11 @@
  *
  * The writer keeps each value already serialized (the bytes that follow the value type in the
  * file), so a value copied from an opened file (rein_gguf_copy_kv) is written back byte for byte.
- * Tensors are copied (and converted from f32 where asked) when they are added. rein_gguf_writer_write
- * lays the file out as ggml does: header, key/value pairs, tensor infos, zero padding to the
- * alignment, then each tensor's data followed by zero padding to the alignment; it writes through
- * rein_atomic_open/commit, so a failure leaves no file behind and never a half-written one.
+ * Tensors are copied (and converted from f32 where asked) when they are added.
+ * rein_gguf_writer_write lays the file out as ggml does: header, key/value pairs, tensor infos,
+ * zero padding to the alignment, then each tensor's data followed by zero padding to the alignment;
+ * it writes through rein_atomic_open/commit, so a failure leaves no file behind and never a
+ * half-written one.
  */
 #include "formats/gguf_internal.h"
 #include "base/base.h"
@@ -271,8 +272,9 @@ rein_status rein_gguf_add_tensor(rein_gguf_writer *w, const char *name, rein_typ
     int64_t n = (int64_t)(n_bytes / rein_type_block_bytes(type)) * rein_type_block_size(type);
     uint8_t *buf = rein_malloc(n_bytes);
     if (!buf) return REIN_ERR_NOMEM;
-    rein_status st = data ? rein_quantize(type, data, buf, n)
-                          : rein_error(REIN_ERR_INVALID, "gguf writer: tensor '%s': NULL data", name);
+    rein_status st =
+        data ? rein_quantize(type, data, buf, n)
+             : rein_error(REIN_ERR_INVALID, "gguf writer: tensor '%s': NULL data", name);
     if (st) {
         rein_free(buf);
         return rein_error_wrap(st, "gguf writer: tensor '%s': ", name);
@@ -358,7 +360,8 @@ rein_status rein_gguf_writer_write(rein_gguf_writer *w, const char *path) {
         const wtensor *t = &w->t[i];
         put_str(&o, t->name);
         put_u32(&o, (uint32_t)t->n_dims);
-        for (int d = t->n_dims - 1; d >= 0; d--) put_u64(&o, (uint64_t)t->shape[d]); /* ne order */
+        for (int d = t->n_dims - 1; d >= 0; d--)
+            put_u64(&o, (uint64_t)t->shape[d]); /* ne order */
         put_u32(&o, (uint32_t)t->type);
         put_u64(&o, off);
         off = align_up(off + t->n_bytes, alignment);

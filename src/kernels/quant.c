@@ -84,7 +84,8 @@ static void store_fp16(uint8_t *p, float f) {
 static void dequant_q8_0(const uint8_t *b, float *y) { /* y: (32) */
     float d = load_fp16(b);
     const int8_t *qs = (const int8_t *)(b + 2);
-    for (int i = 0; i < 32; i++) y[i] = qs[i] * d;
+    for (int i = 0; i < 32; i++)
+        y[i] = qs[i] * d;
 }
 
 static void dequant_q4_0(const uint8_t *b, float *y) { /* y: (32) */
@@ -127,8 +128,10 @@ static void dequant_q4_k(const uint8_t *b, float *y) { /* y: (256) */
         float d1 = d * sc, m1 = dmin * m;
         q4k_scale_min(is + 1, scales, &sc, &m);
         float d2 = d * sc, m2 = dmin * m;
-        for (int l = 0; l < 32; l++) y[l] = d1 * (q[l] & 0x0f) - m1;
-        for (int l = 0; l < 32; l++) y[32 + l] = d2 * (q[l] >> 4) - m2;
+        for (int l = 0; l < 32; l++)
+            y[l] = d1 * (q[l] & 0x0f) - m1;
+        for (int l = 0; l < 32; l++)
+            y[32 + l] = d2 * (q[l] >> 4) - m2;
     }
 }
 
@@ -162,7 +165,8 @@ static int nibble(float v) {
 
 static void quant_q8_0(const float *x, uint8_t *b) { /* x: (32) */
     float amax = 0;
-    for (int i = 0; i < 32; i++) amax = REIN_MAX(amax, fabsf(x[i]));
+    for (int i = 0; i < 32; i++)
+        amax = REIN_MAX(amax, fabsf(x[i]));
     float d = amax / 127;
     float id = d ? 1.0f / d : 0.0f;
     store_fp16(b, d);
@@ -208,7 +212,7 @@ static void quant_q4_1(const float *x, uint8_t *b) { /* x: (32) */
     }
 }
 
-/* ---- the type table and the whole-array entry points -------------------------------------------------------------------------------- */
+/* ---- the type table and the whole-array entry points ------------------------------------- */
 
 /* Block types have a function per block each way (quant NULL where there is no quantizer);
  * the scalar types F32, F16, BF16 are converted element by element in the loops below. */
@@ -257,7 +261,8 @@ rein_status rein_type_from_name(const char *name, rein_type *out) {
     if (!name) return rein_error(REIN_ERR_INVALID, "type name is NULL");
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         const char *a = types[i].name, *b = name;
-        while (*a && *b && toupper((unsigned char)*a) == toupper((unsigned char)*b)) a++, b++;
+        while (*a && *b && toupper((unsigned char)*a) == toupper((unsigned char)*b))
+            a++, b++;
         if (!*a && !*b) {
             *out = (rein_type)types[i].type;
             return REIN_OK;
@@ -286,7 +291,8 @@ rein_status rein_dequantize(int type, const void *src, float *dst, int64_t n) {
     if (type == REIN_TYPE_F32) {
         memcpy(dst, src, (size_t)n * 4);
     } else if (type == REIN_TYPE_F16) {
-        for (int64_t i = 0; i < n; i++) dst[i] = load_fp16(s + 2 * i);
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = load_fp16(s + 2 * i);
     } else if (type == REIN_TYPE_BF16) {
         for (int64_t i = 0; i < n; i++) {
             uint16_t h;
@@ -308,7 +314,8 @@ rein_status rein_quantize(int type, const float *src, void *dst, int64_t n) {
     if (type == REIN_TYPE_F32) {
         memcpy(dst, src, (size_t)n * 4);
     } else if (type == REIN_TYPE_F16) {
-        for (int64_t i = 0; i < n; i++) store_fp16(d + 2 * i, src[i]);
+        for (int64_t i = 0; i < n; i++)
+            store_fp16(d + 2 * i, src[i]);
     } else if (type == REIN_TYPE_BF16) {
         for (int64_t i = 0; i < n; i++) {
             uint16_t h = rein_fp32_to_bf16(src[i]);
