@@ -286,11 +286,77 @@ typedef struct encoder {
     rein_span *spans;
     size_t cap;
     rein_bpe_scratch scratch;
+    rein_buf fixed; /* the text made canonical UTF-8, when it was not */
 } encoder;
+
+/* Decode one sequence the way llama.cpp does (lenient: overlong forms and surrogates pass,
+ * a lead byte needs only its continuation bytes); returns its length, or 0 if invalid. */
+static int lenient_utf8(const unsigned char *s, size_t n, uint32_t *cp) {
+    int need;
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    if (!(s[0] & 0x40)) return 0;
+    if (!(s[0] & 0x20)) need = 1, *cp = s[0] & 0x1f;
+    else if (!(s[0] & 0x10)) need = 2, *cp = s[0] & 0x0f;
+    else if (!(s[0] & 0x08)) need = 3, *cp = s[0] & 0x07;
+    else return 0;
+    if ((size_t)need >= n) return 0;
+    for (int i = 1; i <= need; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        *cp = (*cp << 6) | (s[i] & 0x3f);
+    }
+    return need + 1;
+}
+
+static int utf8_put(uint32_t cp, char *o) {
+    if (cp < 0x80) return o[0] = (char)cp, 1;
+    if (cp < 0x800) return o[0] = (char)(0xc0 | cp >> 6), o[1] = (char)(0x80 | (cp & 0x3f)), 2;
+    if (cp < 0x10000) {
+        o[0] = (char)(0xe0 | cp >> 12), o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        o[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    if (cp > 0x10ffff) return utf8_put(0xfffd, o);
+    o[0] = (char)(0xf0 | cp >> 18), o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), o[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* llama.cpp reads ordinary text as code points: a byte that starts no decodable sequence becomes
+ * U+FFFD, an overlong form its code point. Do the same, so that ids match for any bytes. Sets
+ * *changed, and the rewritten text in *fixed, if the text was not canonical already. */
+static rein_status canonical_utf8(const char *text, size_t len, rein_buf *fixed, int *changed) {
+    const unsigned char *u = (const unsigned char *)text;
+    size_t i = 0;
+    *changed = 0;
+    while (i < len) {
+        uint32_t cp;
+        char enc[4];
+        int n = lenient_utf8(u + i, len - i, &cp);
+        int m = n ? utf8_put(cp, enc) : utf8_put(0xfffd, enc);
+        int same = n == m && !memcmp(enc, u + i, (size_t)n);
+        if (!same && !*changed) {
+            *changed = 1;
+            rein_buf_clear(fixed);
+            REIN_TRY(rein_buf_append(fixed, text, i));
+        }
+        if (*changed) REIN_TRY(rein_buf_append(fixed, enc, (size_t)m));
+        i += n ? (size_t)n : 1;
+    }
+    return REIN_OK;
+}
 
 /* Ordinary text (no special tokens in it): pre-tokenize, then BPE each word. */
 static rein_status encode_text(encoder *e, const char *text, size_t len, rein_tokens *out) {
     if (len == 0) return REIN_OK;
+    int changed;
+    REIN_TRY(canonical_utf8(text, len, &e->fixed, &changed));
+    if (changed) {
+        text = e->fixed.data;
+        len = e->fixed.len;
+    }
     size_t n;
     REIN_TRY(rein_pretok_split(e->t->pre, text, len, &e->spans, &n, &e->cap));
     int ignore = rein_pretok_ignore_merges(e->t->pre);
@@ -319,7 +385,7 @@ rein_status rein_tokenize(const rein_tokenizer *t, const char *text, size_t len,
     if (!text && len) return rein_error(REIN_ERR_INVALID, "rein_tokenize: text is NULL");
     if ((flags & REIN_TOKENIZE_ADD_BOS) && t->add_bos && t->bos >= 0)
         REIN_TRY(rein_tokens_push(out, t->bos));
-    encoder e = {t, NULL, 0, {0}};
+    encoder e = {t, NULL, 0, {0}, {0}};
     rein_status st = REIN_OK;
     int parse_special = (flags & REIN_TOKENIZE_PARSE_SPECIAL) != 0;
     size_t start = 0; /* ordinary text not yet encoded begins here */
@@ -341,6 +407,7 @@ rein_status rein_tokenize(const rein_tokenizer *t, const char *text, size_t len,
     if (st == REIN_OK) st = encode_text(&e, text + start, len - start, out);
     rein_free(e.spans);
     rein_bpe_scratch_free(&e.scratch);
+    rein_buf_free(&e.fixed);
     return st;
 }
 
