@@ -108,10 +108,21 @@ static int ref_read(const char *path, ref_file *r) {
         p->gen = rd_alloc(f, 4, (size_t)r->n_gen, &ok);
         p->gen_gap = rd_alloc(f, 4, (size_t)r->n_gen, &ok);
     }
+    /* Every id indexes a row of n_vocab logits: check them once here. */
+    for (int j = 0; ok && j < r->n_ids; j++) ok = r->ids[j] >= 0 && r->ids[j] < r->n_vocab;
+    for (int i = 0; ok && i < r->n_prompts; i++) {
+        const ref_prompt *p = &r->p[i];
+        for (int t = 0; ok && t < p->n_tok; t++)
+            ok = p->tokens[t] >= 0 && p->tokens[t] < r->n_vocab && p->argmax[t] >= 0 &&
+                 p->argmax[t] < r->n_vocab;
+        for (size_t j = 0; ok && j < (size_t)p->n_tok * (size_t)r->n_top; j++)
+            ok = p->top_ids[j] >= 0 && p->top_ids[j] < r->n_vocab;
+    }
     int at_end = ok && fgetc(f) == EOF;
     fclose(f);
     if (!at_end) {
-        fprintf(stderr, "%s: malformed or truncated fixture (see tools/gen_model_fixture.py)\n", path);
+        fprintf(stderr, "%s: malformed or truncated fixture, or an id out of range (see "
+                "tools/gen_model_fixture.py)\n", path);
         ref_free(r);
         return 0;
     }
@@ -159,9 +170,11 @@ static void worst_add(worst *w, float got, float want, int prompt, int pos, int 
 
 static void worst_print(const char *name, const char *what, const worst *w) {
     printf("  %-10s %-30s max |diff| %.3g", name, what, w->d);
-    if (w->d > 0)
+    if (w->d > 0 && w->id >= 0)
         printf("  (prompt %d, position %d, id %d: rein %.6f, ref %.6f)", w->prompt, w->pos, w->id,
                w->got, w->want);
+    else if (w->d > 0)
+        printf("  (prompt %d, position %d: rein %.6f, ref %.6f)", w->prompt, w->pos, w->got, w->want);
     printf("\n");
 }
 
