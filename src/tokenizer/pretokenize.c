@@ -177,7 +177,7 @@ rein_status rein_pretok_new(const char *name, rein_pretok **out) {
             pcre2_get_error_message(err, msg, sizeof(msg));
             pcre2_compile_context_free(cctx);
             rein_pretok_free(p);
-            if (err == PCRE2_ERROR_HEAPLIMIT || err == PCRE2_ERROR_NOMEMORY)
+            if (err == PCRE2_ERROR_HEAP_FAILED)
                 return rein_error(REIN_ERR_NOMEM, "pre-tokenizer \"%s\": %s", name, (char *)msg);
             fprintf(stderr, "pre-tokenizer %s regex %d at %zu: %s\n", name, i, (size_t)at,
                     (char *)msg);
