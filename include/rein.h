@@ -391,6 +391,42 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
                                float *logits);
 
 /* ------------------------------------------------------------------------------------------------
+ * LoRA adapters
+ * --------------------------------------------------------------------------------------------- */
+
+/* Which linear layers of each block get an adapter. */
+enum {
+    REIN_LORA_Q = 1 << 0,
+    REIN_LORA_K = 1 << 1,
+    REIN_LORA_V = 1 << 2,
+    REIN_LORA_O = 1 << 3,
+    REIN_LORA_GATE = 1 << 4,
+    REIN_LORA_UP = 1 << 5,
+    REIN_LORA_DOWN = 1 << 6,
+    REIN_LORA_ALL = (1 << 7) - 1,
+};
+
+typedef struct rein_lora_params {
+    int32_t rank;      /* r */
+    float alpha;       /* the update is scaled by alpha / r */
+    uint32_t targets;  /* REIN_LORA_* bits */
+    uint64_t seed;     /* for A's initialisation (PEFT's: uniform in +-1/sqrt(in)); B starts at 0 */
+} rein_lora_params;
+
+rein_lora_params rein_lora_default_params(void); /* r 16, alpha 32, every linear layer */
+
+/* Attach fresh adapters (replacing any). The base weights stay as loaded and get no gradients. */
+rein_status rein_lora_attach(rein_model *m, const rein_lora_params *p);
+void rein_lora_detach(rein_model *m);
+/* Switch the adapters off (the model is then exactly the base: the frozen reference of DPO and
+ * PPO, with no second copy of the weights) and on again. */
+void rein_lora_set_enabled(rein_model *m, int on);
+int rein_lora_is_enabled(const rein_model *m);     /* 0 when none is attached */
+int64_t rein_lora_n_params(const rein_model *m);   /* 0 when none is attached */
+/* Fold the adapters into the base weights (W += alpha/r B A) and detach them. */
+rein_status rein_lora_merge(rein_model *m);
+
+/* ------------------------------------------------------------------------------------------------
  * Sampling and generation
  * --------------------------------------------------------------------------------------------- */
 

@@ -60,9 +60,9 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
     for (int l = 0; l < c->n_layers; l++) {
         const rein_layer *L = &m->layers[l];
         rein_rmsnorm_forward(w->xb, w->x, L->attn_norm, n, dim, c->rms_eps);
-        rein_matmul_nt(w->q, w->xb, L->wq, n, dim, q_dim, 0);
-        rein_matmul_nt(w->k, w->xb, L->wk, n, dim, kv_dim, 0);
-        rein_matmul_nt(w->v, w->xb, L->wv, n, dim, kv_dim, 0);
+        rein_linear_forward(m, l, REIN_LIN_Q, w->q, w->xb, n, 0, NULL, w->lora_tmp);
+        rein_linear_forward(m, l, REIN_LIN_K, w->k, w->xb, n, 0, NULL, w->lora_tmp);
+        rein_linear_forward(m, l, REIN_LIN_V, w->v, w->xb, n, 0, NULL, w->lora_tmp);
         rein_rope_forward(w->q, w->pos, n, c->n_heads, hd, c->rope_dim, c->rope_base,
                           m->rope_freqs);
         rein_rope_forward(w->k, w->pos, n, c->n_kv_heads, hd, c->rope_dim, c->rope_base,
@@ -78,13 +78,13 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
         }
         rein_attention_forward(w->att, w->q, n, c->n_heads, c->n_kv_heads, hd, w->kp, w->vp,
                                w->n_keys, kv_dim, scale);
-        rein_matmul_nt(w->x, w->att, L->wo, n, q_dim, dim, 1);
+        rein_linear_forward(m, l, REIN_LIN_O, w->x, w->att, n, 1, NULL, w->lora_tmp);
 
         rein_rmsnorm_forward(w->xb, w->x, L->ffn_norm, n, dim, c->rms_eps);
-        rein_matmul_nt(w->gate, w->xb, L->w_gate, n, dim, c->ffn_dim, 0);
-        rein_matmul_nt(w->up, w->xb, L->w_up, n, dim, c->ffn_dim, 0);
+        rein_linear_forward(m, l, REIN_LIN_GATE, w->gate, w->xb, n, 0, NULL, w->lora_tmp);
+        rein_linear_forward(m, l, REIN_LIN_UP, w->up, w->xb, n, 0, NULL, w->lora_tmp);
         rein_swiglu_forward(w->gate, w->gate, w->up, (int64_t)n * c->ffn_dim);
-        rein_matmul_nt(w->x, w->gate, L->w_down, n, c->ffn_dim, dim, 1);
+        rein_linear_forward(m, l, REIN_LIN_DOWN, w->x, w->gate, n, 1, NULL, w->lora_tmp);
     }
     for (int i = 0; i < n; i++) kv->len[seq[i]] = REIN_MAX(kv->len[seq[i]], w->pos[i] + 1);
 

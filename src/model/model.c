@@ -247,6 +247,7 @@ rein_status rein_model_load(const char *path, rein_model **out) {
 
 static void workspace_free(rein_workspace *w) {
     rein_free_aligned(w->x);
+    rein_free(w->lora_tmp);
     rein_free(w->pos);
     rein_free(w->n_keys);
     rein_free(w->kp);
@@ -258,6 +259,7 @@ static void workspace_free(rein_workspace *w) {
 void rein_model_free(rein_model *m) {
     if (!m) return;
     workspace_free(&m->ws);
+    rein_lora_detach(m);
     rein_chat_template_free(m->chat);
     rein_tokenizer_free(m->tok);
     rein_free_aligned(m->arena);
@@ -292,12 +294,25 @@ int64_t rein_model_n_params(const rein_model *m) {
 /* Make the workspace hold n tokens. */
 rein_status rein_workspace_reserve(rein_model *m, int n) {
     rein_workspace *w = &m->ws;
+    int64_t lora_need = m->lora ? (int64_t)n * m->lora->p.rank : 0;
+    if (lora_need > w->lora_cap) {
+        rein_free(w->lora_tmp);
+        w->lora_cap = 0;
+        w->lora_tmp = rein_malloc(sizeof(float) * (size_t)lora_need);
+        if (!w->lora_tmp) return REIN_ERR_NOMEM;
+        w->lora_cap = lora_need;
+    }
     if (n <= w->cap) return REIN_OK;
     const rein_model_config *c = &m->cfg;
     int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     int64_t per = 2 * (int64_t)c->dim + 2 * q + 2 * kv + 2 * (int64_t)c->ffn_dim;
     int64_t sizes[8] = {c->dim, c->dim, q, kv, kv, q, c->ffn_dim, c->ffn_dim};
+    float *keep_lora = w->lora_tmp;
+    int64_t keep_cap = w->lora_cap;
+    w->lora_tmp = NULL;
     workspace_free(w);
+    w->lora_tmp = keep_lora;
+    w->lora_cap = keep_cap;
     w->x = rein_malloc_aligned(sizeof(float) * (size_t)(per * n + 8 * 16), 64);
     w->pos = rein_malloc(sizeof(int32_t) * (size_t)n);
     w->n_keys = rein_malloc(sizeof(int) * (size_t)n);

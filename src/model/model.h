@@ -38,7 +38,30 @@ typedef struct rein_workspace {
     const float **kp; /* (n) first key row of each token's sequence in the current layer */
     const float **vp; /* (n) */
     int32_t *rows;    /* (n) indices of the tokens whose logits are wanted */
+    float *lora_tmp;  /* (n, rank) x @ A^T of an adapter */
+    int64_t lora_cap; /* floats lora_tmp holds */
 } rein_workspace;
+
+/* The seven linear layers of a block, in the order LoRA targets name them. */
+enum { REIN_LIN_Q, REIN_LIN_K, REIN_LIN_V, REIN_LIN_O, REIN_LIN_GATE, REIN_LIN_UP, REIN_LIN_DOWN,
+       REIN_LIN_COUNT };
+
+/* One LoRA adapter on a linear layer W (out, in): W x + scale * B (A x). */
+typedef struct rein_lora_linear {
+    float *A;  /* (rank, in) */
+    float *B;  /* (out, rank) */
+    float *dA; /* (rank, in) gradient */
+    float *dB; /* (out, rank) gradient */
+} rein_lora_linear;
+
+typedef struct rein_lora {
+    rein_lora_params p;
+    float scale;             /* alpha / rank */
+    int enabled;
+    rein_lora_linear *lin;   /* (n_layers, REIN_LIN_COUNT); A == NULL where not targeted */
+    float *arena;            /* every A, B, dA, dB */
+    int64_t n_floats;        /* of A and B (the trainable parameters) */
+} rein_lora;
 
 struct rein_model {
     rein_model_config cfg;
@@ -52,8 +75,21 @@ struct rein_model {
     float *output;                /* (n_vocab, dim); == tok_embd when the head is tied */
     float *rope_freqs;            /* (rope_dim / 2) frequency divisors, or NULL */
     rein_layer *layers;           /* (n_layers) */
+    rein_lora *lora;              /* attached adapters, or NULL */
     rein_workspace ws;
 };
+
+/* The weight of linear layer `which` of layer l, with its (out, in) shape. */
+float *rein_model_linear_weight(const rein_model *m, int l, int which, int *out_dim, int *in_dim);
+
+/* y (n, out) = x (n, in) @ W^T (+= when accumulate), plus the layer's LoRA adapter when one is
+ * attached and enabled. xa (n, rank), when not NULL, receives x @ A^T for the backward pass;
+ * scratch (n, rank) is needed when an adapter runs and xa is NULL. */
+void rein_linear_forward(const rein_model *m, int l, int which, float *y, const float *x, int n,
+                         int accumulate, float *xa, float *scratch);
+
+/* The active adapter of linear `which` in layer l, or NULL. */
+const rein_lora_linear *rein_lora_active(const rein_model *m, int l, int which);
 
 struct rein_kv_cache {
     int n_layers, n_seq, n_ctx, kv_dim;
@@ -67,7 +103,7 @@ static inline float *rein_kv_at(const rein_kv_cache *kv, float *base, int layer,
     return base + (((int64_t)layer * kv->n_seq + seq) * kv->n_ctx + pos) * kv->kv_dim;
 }
 
-/* Make m->ws hold n tokens (grows, never shrinks). */
+/* Make m->ws hold n tokens (grows, never shrinks), and n x rank for an attached adapter. */
 rein_status rein_workspace_reserve(rein_model *m, int n);
 
 #endif

@@ -1,0 +1,147 @@
+/* optim.c - AdamW (decoupled weight decay, bias correction), clipping and schedules.
+ *
+ * The update follows torch.optim.AdamW's arithmetic step for step, so that rein's losses over ten
+ * steps match PyTorch's to float rounding: m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g^2;
+ * w *= 1 - lr wd; w -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+ */
+#include "train/optim.h"
+#include "base/base.h"
+
+#include <math.h>
+#include <string.h>
+
+rein_status rein_params_add(rein_param_list *pl, const char *name, float *w, float *g, int64_t n,
+                            int decay) {
+    if (pl->n == pl->cap) {
+        int ncap = pl->cap ? pl->cap * 2 : 64;
+        rein_param_span *p = rein_realloc(pl->spans, sizeof *p * (size_t)ncap);
+        if (!p) return REIN_ERR_NOMEM;
+        pl->spans = p;
+        pl->cap = ncap;
+    }
+    rein_param_span *s = &pl->spans[pl->n++];
+    s->w = w;
+    s->g = g;
+    s->n = n;
+    s->decay = decay;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    pl->total += n;
+    return REIN_OK;
+}
+
+void rein_params_free(rein_param_list *pl) {
+    rein_free(pl->spans);
+    memset(pl, 0, sizeof *pl);
+}
+
+rein_adamw_params rein_adamw_default_params(void) {
+    rein_adamw_params p = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                           .weight_decay = 0.0f};
+    return p;
+}
+
+rein_status rein_adamw_init(rein_adamw *o, int64_t n) {
+    memset(o, 0, sizeof *o);
+    o->m = rein_calloc((size_t)n ? (size_t)n : 1, sizeof(float));
+    o->v = rein_calloc((size_t)n ? (size_t)n : 1, sizeof(float));
+    if (!o->m || !o->v) {
+        rein_adamw_free(o);
+        return REIN_ERR_NOMEM;
+    }
+    o->n = n;
+    return REIN_OK;
+}
+
+void rein_adamw_free(rein_adamw *o) {
+    rein_free(o->m);
+    rein_free(o->v);
+    o->m = o->v = NULL;
+}
+
+typedef struct adam_job {
+    const rein_param_list *pl;
+    const rein_adamw_params *p;
+    rein_adamw *o;
+    float lr, step_size, bc2_sqrt;
+    int64_t *offsets;
+} adam_job;
+
+static void adam_task(void *ctx, int t, int n_tasks) {
+    adam_job *j = ctx;
+    const rein_param_span *s = &j->pl->spans[t];
+    float *m = j->o->m + j->offsets[t], *v = j->o->v + j->offsets[t];
+    const float b1 = j->p->beta1, b2 = j->p->beta2, eps = j->p->eps;
+    const float decay = s->decay ? 1.0f - j->lr * j->p->weight_decay : 1.0f;
+    for (int64_t i = 0; i < s->n; i++) {
+        float g = s->g[i];
+        m[i] += (g - m[i]) * (1.0f - b1);
+        v[i] = v[i] * b2 + g * g * (1.0f - b2);
+        float denom = sqrtf(v[i]) / j->bc2_sqrt + eps;
+        s->w[i] = s->w[i] * decay - j->step_size * m[i] / denom;
+    }
+}
+
+void rein_adamw_step(rein_adamw *o, const rein_param_list *pl, const rein_adamw_params *p, float lr) {
+    REIN_ASSERT(o->n == pl->total);
+    o->step++;
+    int64_t offs[pl->n > 0 ? pl->n : 1];
+    int64_t off = 0;
+    for (int i = 0; i < pl->n; i++) {
+        offs[i] = off;
+        off += pl->spans[i].n;
+    }
+    double bc1 = 1.0 - pow(p->beta1, (double)o->step), bc2 = 1.0 - pow(p->beta2, (double)o->step);
+    adam_job j = {pl, p, o, lr, (float)(lr / bc1), (float)sqrt(bc2), offs};
+    rein_parallel_for(pl->n, adam_task, &j);
+}
+
+double rein_grad_norm(const rein_param_list *pl) {
+    double ss = 0;
+    for (int i = 0; i < pl->n; i++) {
+        const float *g = pl->spans[i].g;
+        for (int64_t k = 0; k < pl->spans[i].n; k++) ss += (double)g[k] * g[k];
+    }
+    return sqrt(ss);
+}
+
+void rein_grad_scale(const rein_param_list *pl, float s) {
+    for (int i = 0; i < pl->n; i++) {
+        float *g = pl->spans[i].g;
+        for (int64_t k = 0; k < pl->spans[i].n; k++) g[k] *= s;
+    }
+}
+
+int rein_grad_nonfinite(const rein_param_list *pl) {
+    for (int i = 0; i < pl->n; i++) {
+        const float *g = pl->spans[i].g;
+        for (int64_t k = 0; k < pl->spans[i].n; k++)
+            if (!isfinite(g[k])) return 1;
+    }
+    return 0;
+}
+
+double rein_grad_clip(const rein_param_list *pl, double max_norm) {
+    double norm = rein_grad_norm(pl);
+    double coef = max_norm / (norm + 1e-6);
+    if (max_norm > 0 && coef < 1.0) rein_grad_scale(pl, (float)coef);
+    return norm;
+}
+
+float rein_lr_at(rein_schedule s, float base_lr, int64_t step, int64_t warmup, int64_t total) {
+    if (step < warmup) return base_lr * (float)(step + 1) / (float)warmup;
+    if (s == REIN_SCHED_CONSTANT || total <= warmup) return base_lr;
+    double progress = (double)(step - warmup) / (double)(total - warmup);
+    if (progress > 1) progress = 1;
+    if (s == REIN_SCHED_LINEAR) return (float)(base_lr * (1.0 - progress));
+    return (float)(base_lr * 0.5 * (1.0 + cos(M_PI * progress)));
+}
+
+rein_status rein_schedule_from_name(const char *name, rein_schedule *out) {
+    if (!strcmp(name, "constant")) *out = REIN_SCHED_CONSTANT;
+    else if (!strcmp(name, "linear")) *out = REIN_SCHED_LINEAR;
+    else if (!strcmp(name, "cosine")) *out = REIN_SCHED_COSINE;
+    else
+        return rein_error(REIN_ERR_INVALID,
+                          "unknown schedule '%s' (expected constant, linear or cosine)", name);
+    return REIN_OK;
+}
