@@ -1,7 +1,7 @@
 /* test_kernels.c - each forward kernel against a plain double-precision reference.
  *
- * The matrix product is checked on both its paths (AVX-512 where the CPU has it, and portable)
- * over shapes that hit every remainder case; the others against direct formulas.
+ * The matrix products (NT, NN, TN) are checked on both their paths (AVX-512 where the CPU has
+ * it, and portable) over shapes that hit every remainder case; the others against direct formulas.
  */
 #include "base/base.h"
 #include "kernels/matmul.h"
@@ -35,16 +35,37 @@ static int close_all(const char *what, const float *a, const double *b, int64_t 
     return worst <= 0;
 }
 
-static void test_matmul(int portable) {
+/* The three products: 0 = NT, 1 = NN, 2 = TN. Each case is (N, K, M) as for NT: y has N x M
+ * outputs, each a sum over K products; the operands are laid out as each variant reads them. */
+static const char *const mm_names[3] = {"nt", "nn", "tn"};
+
+static void mm_call(int variant, float *y, const float *x, const float *w, int N, int K, int M,
+                    int acc) {
+    if (variant == 0) rein_matmul_nt(y, x, w, N, K, M, acc);
+    if (variant == 1) rein_matmul_nn(y, x, w, N, K, M, acc);
+    if (variant == 2) rein_matmul_tn(y, x, w, K, N, M, acc); /* x (K, N), w (K, M) */
+}
+
+/* x[i, k] and w[j, k] of the product sum_k x[i, k] w[j, k], wherever the variant stores them */
+static float mm_x(int variant, const float *x, int i, int k, int N, int K) {
+    return variant == 2 ? x[(int64_t)k * N + i] : x[(int64_t)i * K + k];
+}
+static float mm_w(int variant, const float *w, int j, int k, int K, int M) {
+    return variant == 0 ? w[(int64_t)j * K + k] : w[(int64_t)k * M + j];
+}
+
+static void test_matmul(int variant, int portable) {
     rein_matmul_force_portable(portable);
-    static const int Ns[] = {1, 2, 3, 4, 7, 8, 9, 33};
+    static const int Ns[] = {1, 2, 3, 4, 7, 8, 9, 33, 130};
     static const int Ks[] = {1, 15, 16, 17, 100, 576, 1100};
     static const int Ms[] = {1, 5, 31, 32, 33, 100};
     int n_cases = 0, n_ok = 0;
+    double worst_rel = 0;
     for (size_t a = 0; a < sizeof Ns / sizeof *Ns; a++)
         for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
             for (size_t c = 0; c < sizeof Ms / sizeof *Ms; c++) {
                 int N = Ns[a], K = Ks[b], M = Ms[c];
+                if (N == 130 && K > 576) continue; /* keep the portable path quick */
                 float *x = randn((int64_t)N * K, 1), *w = randn((int64_t)M * K, 1);
                 float *y = randn((int64_t)N * M, 1);
                 double *ref = rein_malloc(sizeof(double) * (size_t)N * M);
@@ -53,15 +74,20 @@ static void test_matmul(int portable) {
                         for (int j = 0; j < M; j++) {
                             double s = acc ? y[i * M + j] : 0;
                             for (int k = 0; k < K; k++)
-                                s += (double)x[(int64_t)i * K + k] * w[(int64_t)j * K + k];
+                                s += (double)mm_x(variant, x, i, k, N, K) *
+                                     mm_w(variant, w, j, k, K, M);
                             ref[i * M + j] = s;
                         }
-                    rein_matmul_nt(y, x, w, N, K, M, acc);
+                    mm_call(variant, y, x, w, N, K, M, acc);
                     char what[96];
-                    snprintf(what, sizeof what, "matmul %s N=%d K=%d M=%d acc=%d",
-                             portable ? "portable" : rein_matmul_kernel_name(), N, K, M, acc);
+                    snprintf(what, sizeof what, "matmul_%s %s N=%d K=%d M=%d acc=%d",
+                             mm_names[variant], portable ? "portable" : rein_matmul_kernel_name(),
+                             N, K, M, acc);
                     /* fp32 sums of K products of unit normals: error grows like sqrt(K) eps */
-                    int ok = close_all(what, y, ref, (int64_t)N * M, 1e-5 * sqrt(K) * 4, 1e-5);
+                    double atol = 1e-5 * sqrt(K) * 4;
+                    int ok = close_all(what, y, ref, (int64_t)N * M, atol, 1e-5);
+                    for (int64_t i = 0; i < (int64_t)N * M; i++)
+                        worst_rel = fmax(worst_rel, fabs(y[i] - ref[i]) / atol);
                     CHECKF(ok, "%s", what);
                     n_cases++;
                     n_ok += ok;
@@ -71,18 +97,36 @@ static void test_matmul(int portable) {
                 rein_free(y);
                 rein_free(ref);
             }
-    printf("matmul (%s): %d/%d shape cases within tolerance\n",
-           portable ? "portable" : rein_matmul_kernel_name(), n_ok, n_cases);
+    printf("matmul_%s (%s): %d/%d shape cases within tolerance, worst |diff| = %.3f of atol\n",
+           mm_names[variant], portable ? "portable" : rein_matmul_kernel_name(), n_ok, n_cases,
+           worst_rel);
     rein_matmul_force_portable(0);
 }
 
 static void test_matmul_ref(void) {
-    /* the plain reference itself, on a product worked out by hand */
+    /* the plain references themselves, on products worked out by hand */
     float x[6] = {1, 2, 3, 4, 5, 6};     /* (2, 3) */
     float w[6] = {1, 0, -1, 0.5f, 1, 2}; /* (2, 3) */
-    float y[4];
+    float y[9];
     rein_matmul_nt_ref(y, x, w, 2, 3, 2, 0);
     CHECK(y[0] == -2 && y[1] == 8.5f && y[2] == -2 && y[3] == 19);
+    /* x (2, 3) @ w viewed as (3, 2) */
+    rein_matmul_nn_ref(y, x, w, 2, 3, 2, 0);
+    CHECK(y[0] == 2 && y[1] == 7 && y[2] == 5 && y[3] == 14.5f);
+    rein_matmul_nn_ref(y, x, w, 2, 3, 2, 1);
+    CHECK(y[0] == 4 && y[1] == 14 && y[2] == 10 && y[3] == 29);
+    /* x viewed as (2, 3) transposed @ w (2, 3) -> (3, 3) */
+    rein_matmul_tn_ref(y, x, w, 2, 3, 3, 0);
+    CHECK(y[0] == 3 && y[1] == 4 && y[2] == 7 && y[4] == 5 && y[8] == 9);
+    for (int v = 0; v < 3; v++) { /* fast paths on the same small case */
+        float z[4] = {0};
+        mm_call(v, z, x, w, 2, v == 2 ? 2 : 3, 2, 0);
+        float r[4];
+        if (v == 0) rein_matmul_nt_ref(r, x, w, 2, 3, 2, 0);
+        if (v == 1) rein_matmul_nn_ref(r, x, w, 2, 3, 2, 0);
+        if (v == 2) rein_matmul_tn_ref(r, x, w, 2, 2, 2, 0);
+        CHECKF(!memcmp(z, r, sizeof z), "matmul_%s small case equals its reference", mm_names[v]);
+    }
 }
 
 static void test_rmsnorm(void) {
@@ -173,8 +217,10 @@ int main(void) {
     rein_rng_seed(&rng, 1234);
     rein_set_threads(2);
     test_matmul_ref();
-    test_matmul(0);
-    test_matmul(1);
+    for (int v = 0; v < 3; v++) {
+        test_matmul(v, 0);
+        test_matmul(v, 1);
+    }
     test_rmsnorm();
     test_rope();
     test_swiglu();

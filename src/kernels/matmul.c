@@ -1,13 +1,18 @@
-/* matmul.c - y = x W^T for f32, blocked and threaded.
+/* matmul.c - the three f32 products of a linear layer (NT, NN, TN), blocked and threaded.
  *
- * Layout: x (N, K) and W (M, K) both have K contiguous. Two regimes:
- * - N small (decoding): each output is a dot product of a row of x and a row of W; W is streamed
- *   once from memory, four rows at a time, and the work is split over rows of W.
- * - N larger (prefill, training): each thread takes panels of 32 rows of W, packs a panel
- *   transposed (K, 32) so that one k step is two 16-wide vector loads, and multiplies it by blocks
- *   of 8 rows of x held in 16 accumulator registers (8 rows x 32 columns).
- * The reference below is the plain triple loop in the same summation order per output (k from 0
- * up), used by the tests; the fast paths differ from it only by float rounding of reordered sums.
+ * All three are one product y (rows, cols) (+)= A (rows, red) @ B (red, cols), where A and B are
+ * read through strides: NT reads B = W^T (W rows contiguous in the reduction), NN reads B = W
+ * (rows contiguous in the output columns), TN reads A = a^T (8 output rows side by side in memory
+ * at each reduction step). Two regimes:
+ * - N small in NT (decoding): each output is a dot product of a row of x and a row of W; W is
+ *   streamed once from memory, four rows at a time, and the work is split over rows of W.
+ * - otherwise (prefill, training): each task takes panels of 32 columns of B, packs a panel into
+ *   (KC, 32) so that one reduction step is two aligned 16-wide loads, and multiplies it by blocks
+ *   of 8 rows of A held in 16 accumulator registers (8 rows x 32 columns). When there are too few
+ *   panels to keep every thread busy, the rows are split between tasks as well.
+ * The references below are the plain triple loops in the same summation order per output (the
+ * reduction index from 0 up), used by the tests; the fast paths differ from them only by float
+ * rounding of reordered sums.
  */
 #include "kernels/matmul.h"
 #include "base/base.h"
@@ -28,12 +33,45 @@ void rein_matmul_nt_ref(float *y, const float *x, const float *w, int N, int K, 
         }
 }
 
+void rein_matmul_nn_ref(float *y, const float *x, const float *w, int N, int K, int M,
+                        int accumulate) {
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < M; j++) {
+            float s = 0;
+            for (int k = 0; k < K; k++) s += x[(int64_t)i * K + k] * w[(int64_t)k * M + j];
+            y[(int64_t)i * M + j] = accumulate ? y[(int64_t)i * M + j] + s : s;
+        }
+}
+
+void rein_matmul_tn_ref(float *y, const float *a, const float *b, int N, int M, int K,
+                        int accumulate) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < K; j++) {
+            float s = 0;
+            for (int n = 0; n < N; n++) s += a[(int64_t)n * M + i] * b[(int64_t)n * K + j];
+            y[(int64_t)i * K + j] = accumulate ? y[(int64_t)i * K + j] + s : s;
+        }
+}
+
 typedef struct mm_job {
     float *y;
     const float *x, *w;
     int N, K, M, acc;
     int rows_per_task; /* matvec: rows of W per task */
 } mm_job;
+
+/* y (rows, cols) (+)= A (rows, red) @ B (red, cols), with A(r, k) = a[r * a_rs + k * a_ks] and
+ * B(k, c) = b[k * b_ks + c * b_cs]; y rows ldy apart. Either a_ks or a_rs is 1, and either b_cs
+ * or b_ks is 1. */
+typedef struct gemm_job {
+    float *y;
+    int64_t ldy;
+    const float *a, *b;
+    int64_t a_rs, a_ks, b_ks, b_cs;
+    int rows, red, cols, acc;
+    int n_panels, panels_per_task; /* fast path: column panels of 32, grouped into tasks */
+    int row_chunk, n_row_chunks;   /* rows per task (a multiple of MR) when panels are few */
+} gemm_job;
 
 /* ---- portable paths ------------------------------------------------------------------------ */
 
@@ -114,24 +152,27 @@ AVX512 static void matvec_avx512(void *ctx, int t, int n_tasks) {
     }
 }
 
-#define PANEL 32 /* rows of W per packed panel: two 16-wide vectors */
-#define MR 8     /* rows of x per micro-kernel call */
-#define KC 512   /* k block, so a packed panel block (KC x 32 floats = 64 KiB) stays near L1/L2 */
+#define PANEL 32 /* columns of B per packed panel: two 16-wide vectors */
+#define MR 8     /* rows of A per micro-kernel call */
+#define KC 512   /* reduction block, so a packed panel block (KC x 32 floats = 64 KiB) stays near L1/L2 */
 
-/* acc(rows, 32) += x[rows, k0:k0+kc] @ panel[kc, 32]; rows <= MR. */
-AVX512 static void micro_8x32(const float *x, int ldx, int rows, const float *panel, int kc,
-                              __m512 acc[MR][2]) {
-    const float *xr[MR];
-    for (int r = 0; r < MR; r++) xr[r] = x + (int64_t)(r < rows ? r : 0) * ldx;
+/* acc(rows, 32) += A[rows, 0:kc] @ panel[kc, 32], A(r, k) = a[r * rs + k * ks]; rows <= MR.
+ * Inlined twice into gemm_avx512, once with ks == 1 and once with rs == 1, so that the compiler
+ * sees the constant stride, and the accumulators stay in registers. */
+AVX512 static inline __attribute__((always_inline)) void
+micro_8x32(const float *a, int64_t rs, int64_t ks, int rows, const float *panel, int kc,
+           __m512 acc[MR][2]) {
+    const float *ar[MR];
+    for (int r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * rs;
     if (rows == MR) {
         for (int k = 0; k < kc; k++) {
             __m512 b0 = _mm512_load_ps(panel + k * PANEL);
             __m512 b1 = _mm512_load_ps(panel + k * PANEL + 16);
 #define ROW(r)                                                                                 \
     {                                                                                          \
-        __m512 a = _mm512_set1_ps(xr[r][k]);                                                   \
-        acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);                                         \
-        acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);                                         \
+        __m512 av = _mm512_set1_ps(ar[r][k * ks]);                                             \
+        acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);                                        \
+        acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);                                        \
     }
             ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7)
 #undef ROW
@@ -141,59 +182,70 @@ AVX512 static void micro_8x32(const float *x, int ldx, int rows, const float *pa
             __m512 b0 = _mm512_load_ps(panel + k * PANEL);
             __m512 b1 = _mm512_load_ps(panel + k * PANEL + 16);
             for (int r = 0; r < rows; r++) {
-                __m512 a = _mm512_set1_ps(xr[r][k]);
-                acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+                __m512 av = _mm512_set1_ps(ar[r][k * ks]);
+                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
             }
         }
     }
 }
 
-typedef struct gemm_job {
-    mm_job mm;
-    int n_panels;
-    int panels_per_task;
-} gemm_job;
+/* Pack B[k0:k0+kc, c0:c0+cols] into pack (kc, 32), zero-padding the columns past `cols`. */
+static void pack_panel(float *pack, const gemm_job *g, int k0, int kc, int c0, int cols) {
+    if (g->b_cs == 1) { /* B rows contiguous: copy row pieces */
+        for (int k = 0; k < kc; k++) {
+            const float *br = g->b + (int64_t)(k0 + k) * g->b_ks + c0;
+            float *pr = pack + k * PANEL;
+            for (int c = 0; c < cols; c++) pr[c] = br[c];
+            for (int c = cols; c < PANEL; c++) pr[c] = 0;
+        }
+    } else { /* B columns contiguous (b_ks == 1): transpose */
+        for (int c = 0; c < PANEL; c++) {
+            if (c < cols) {
+                const float *bc = g->b + (int64_t)(c0 + c) * g->b_cs + k0;
+                for (int k = 0; k < kc; k++) pack[k * PANEL + c] = bc[k];
+            } else {
+                for (int k = 0; k < kc; k++) pack[k * PANEL + c] = 0;
+            }
+        }
+    }
+}
 
-/* One task: a run of consecutive panels of W, each multiplied by every row of x. */
+/* One task: a run of consecutive panels of B, each multiplied by one chunk of rows of A. */
 AVX512 static void gemm_avx512(void *ctx, int t, int n_tasks) {
-    gemm_job *g = ctx;
-    const mm_job *j = &g->mm;
-    const int K = j->K, M = j->M, N = j->N;
+    const gemm_job *g = ctx;
     float pack[KC * PANEL] __attribute__((aligned(64))); /* 64 KiB: one packed panel block */
-    int p1 = REIN_MIN(g->n_panels, (t + 1) * g->panels_per_task);
-    for (int p = t * g->panels_per_task; p < p1; p++) {
-        int j0 = p * PANEL, cols = REIN_MIN(PANEL, M - j0);
+    int pt = t / g->n_row_chunks, rc = t % g->n_row_chunks;
+    int i_begin = rc * g->row_chunk, i_end = REIN_MIN(g->rows, i_begin + g->row_chunk);
+    int p1 = REIN_MIN(g->n_panels, (pt + 1) * g->panels_per_task);
+    for (int p = pt * g->panels_per_task; p < p1; p++) {
+        int c0 = p * PANEL, cols = REIN_MIN(PANEL, g->cols - c0);
         __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
         __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
-        for (int k0 = 0; k0 < K; k0 += KC) {
-            int kc = REIN_MIN(KC, K - k0);
-            /* pack W[j0:j0+cols, k0:k0+kc] transposed into pack[kc][32], zero-padded */
-            for (int c = 0; c < PANEL; c++) {
-                if (c < cols) {
-                    const float *wr = j->w + (int64_t)(j0 + c) * K + k0;
-                    for (int k = 0; k < kc; k++) pack[k * PANEL + c] = wr[k];
-                } else {
-                    for (int k = 0; k < kc; k++) pack[k * PANEL + c] = 0;
-                }
-            }
-            for (int i0 = 0; i0 < N; i0 += MR) {
-                int rows = REIN_MIN(MR, N - i0);
+        for (int k0 = 0; k0 < g->red; k0 += KC) {
+            int kc = REIN_MIN(KC, g->red - k0);
+            pack_panel(pack, g, k0, kc, c0, cols);
+            for (int i0 = i_begin; i0 < i_end; i0 += MR) {
+                int rows = REIN_MIN(MR, i_end - i0);
                 __m512 acc[MR][2];
-                float *yb = j->y + (int64_t)i0 * M + j0;
+                float *yb = g->y + (int64_t)i0 * g->ldy + c0;
                 for (int r = 0; r < rows; r++) {
-                    if (k0 == 0 && !j->acc) {
+                    if (k0 == 0 && !g->acc) {
                         acc[r][0] = _mm512_setzero_ps();
                         acc[r][1] = _mm512_setzero_ps();
                     } else {
-                        acc[r][0] = _mm512_maskz_loadu_ps(m0, yb + (int64_t)r * M);
-                        acc[r][1] = _mm512_maskz_loadu_ps(m1, yb + (int64_t)r * M + 16);
+                        acc[r][0] = _mm512_maskz_loadu_ps(m0, yb + r * g->ldy);
+                        acc[r][1] = _mm512_maskz_loadu_ps(m1, yb + r * g->ldy + 16);
                     }
                 }
-                micro_8x32(j->x + (int64_t)i0 * K + k0, K, rows, pack, kc, acc);
+                const float *ab = g->a + i0 * g->a_rs + k0 * g->a_ks;
+                if (g->a_ks == 1)
+                    micro_8x32(ab, g->a_rs, 1, rows, pack, kc, acc);
+                else
+                    micro_8x32(ab, 1, g->a_ks, rows, pack, kc, acc);
                 for (int r = 0; r < rows; r++) {
-                    _mm512_mask_storeu_ps(yb + (int64_t)r * M, m0, acc[r][0]);
-                    _mm512_mask_storeu_ps(yb + (int64_t)r * M + 16, m1, acc[r][1]);
+                    _mm512_mask_storeu_ps(yb + r * g->ldy, m0, acc[r][0]);
+                    _mm512_mask_storeu_ps(yb + r * g->ldy + 16, m1, acc[r][1]);
                 }
             }
         }
@@ -201,7 +253,8 @@ AVX512 static void gemm_avx512(void *ctx, int t, int n_tasks) {
 }
 #endif /* __x86_64__ */
 
-static void gemm_portable(void *ctx, int t, int n_tasks) {
+/* Portable NT: dot products, one chunk of rows of x per task. */
+static void gemm_nt_portable(void *ctx, int t, int n_tasks) {
     mm_job *j = ctx;
     int i0 = t * j->rows_per_task, i1 = REIN_MIN(j->N, i0 + j->rows_per_task);
     mm_job sub = *j;
@@ -210,6 +263,23 @@ static void gemm_portable(void *ctx, int t, int n_tasks) {
     sub.N = i1 - i0;
     sub.rows_per_task = j->M;
     matvec_portable(&sub, 0, 1);
+}
+
+/* Portable NN and TN (B rows contiguous): each row of y is a sum of scaled rows of B, in
+ * reduction order; one chunk of rows of y per task. */
+static void gemm_rows_portable(void *ctx, int t, int n_tasks) {
+    const gemm_job *g = ctx;
+    int i0 = t * g->row_chunk, i1 = REIN_MIN(g->rows, i0 + g->row_chunk);
+    for (int i = i0; i < i1; i++) {
+        float *restrict yi = g->y + i * g->ldy;
+        if (!g->acc)
+            for (int c = 0; c < g->cols; c++) yi[c] = 0;
+        for (int k = 0; k < g->red; k++) {
+            float aik = g->a[i * g->a_rs + k * g->a_ks];
+            const float *restrict bk = g->b + k * g->b_ks;
+            for (int c = 0; c < g->cols; c++) yi[c] += aik * bk[c];
+        }
+    }
 }
 
 static int force_portable;
@@ -238,12 +308,43 @@ const char *rein_matmul_kernel_name(void) {
     return use_avx512() ? "avx512" : "portable";
 }
 
-void rein_matmul_nt(float *y, const float *x, const float *w, int N, int K, int M, int accumulate) {
-    if (N <= 0 || M <= 0) return;
-    if (K <= 0) {
-        if (!accumulate) memset(y, 0, sizeof(float) * (size_t)N * (size_t)M);
+int rein_kernels_use_avx512(void) {
+    return use_avx512();
+}
+
+/* Run a prepared gemm_job (y, strides, sizes, acc set) on the best path. */
+static void gemm_run(gemm_job *g) {
+    int nt = rein_get_threads();
+#if defined(__x86_64__)
+    if (use_avx512()) {
+        g->n_panels = (g->cols + PANEL - 1) / PANEL;
+        int n_groups = REIN_MIN(g->n_panels, 8 * nt);
+        g->panels_per_task = (g->n_panels + n_groups - 1) / n_groups;
+        n_groups = (g->n_panels + g->panels_per_task - 1) / g->panels_per_task;
+        /* too few panels for the threads: split the rows too, in chunks of at least 64 */
+        int chunks = 1;
+        if (n_groups < 4 * nt) chunks = REIN_MAX(1, REIN_MIN((4 * nt) / n_groups, g->rows / 64));
+        g->row_chunk = ((g->rows + chunks - 1) / chunks + MR - 1) / MR * MR;
+        g->n_row_chunks = (g->rows + g->row_chunk - 1) / g->row_chunk;
+        rein_parallel_for(n_groups * g->n_row_chunks, gemm_avx512, g);
         return;
     }
+#endif
+    REIN_ASSERT(g->b_cs == 1);
+    g->row_chunk = REIN_MAX(1, (g->rows + 4 * nt - 1) / (4 * nt));
+    rein_parallel_for((g->rows + g->row_chunk - 1) / g->row_chunk, gemm_rows_portable, g);
+}
+
+/* Empty products: nothing to do, or y = 0 when the reduction is empty. */
+static int gemm_trivial(float *y, int rows, int red, int cols, int accumulate) {
+    if (rows <= 0 || cols <= 0) return 1;
+    if (red > 0) return 0;
+    if (!accumulate) memset(y, 0, sizeof(float) * (size_t)rows * (size_t)cols);
+    return 1;
+}
+
+void rein_matmul_nt(float *y, const float *x, const float *w, int N, int K, int M, int accumulate) {
+    if (gemm_trivial(y, N, K, M, accumulate)) return;
     int nt = rein_get_threads();
     mm_job j = {y, x, w, N, K, M, accumulate, 0};
 #if defined(__x86_64__)
@@ -256,10 +357,9 @@ void rein_matmul_nt(float *y, const float *x, const float *w, int N, int K, int 
             rein_parallel_for((M + per - 1) / per, matvec_avx512, &j);
             return;
         }
-        gemm_job g = {j, (M + PANEL - 1) / PANEL, 1};
-        int n_tasks = REIN_MIN(g.n_panels, 8 * nt);
-        g.panels_per_task = (g.n_panels + n_tasks - 1) / n_tasks;
-        rein_parallel_for((g.n_panels + g.panels_per_task - 1) / g.panels_per_task, gemm_avx512, &g);
+        gemm_job g = {.y = y, .ldy = M, .a = x, .a_rs = K, .a_ks = 1, .b = w, .b_ks = 1, .b_cs = K,
+                      .rows = N, .red = K, .cols = M, .acc = accumulate};
+        gemm_run(&g);
         return;
     }
 #endif
@@ -269,7 +369,20 @@ void rein_matmul_nt(float *y, const float *x, const float *w, int N, int K, int 
         rein_parallel_for((M + per - 1) / per, matvec_portable, &j);
         return;
     }
-    (void)gemm_portable;
     j.rows_per_task = REIN_MAX(1, (N + 4 * nt - 1) / (4 * nt));
-    rein_parallel_for((N + j.rows_per_task - 1) / j.rows_per_task, gemm_portable, &j);
+    rein_parallel_for((N + j.rows_per_task - 1) / j.rows_per_task, gemm_nt_portable, &j);
+}
+
+void rein_matmul_nn(float *y, const float *x, const float *w, int N, int K, int M, int accumulate) {
+    if (gemm_trivial(y, N, K, M, accumulate)) return;
+    gemm_job g = {.y = y, .ldy = M, .a = x, .a_rs = K, .a_ks = 1, .b = w, .b_ks = M, .b_cs = 1,
+                  .rows = N, .red = K, .cols = M, .acc = accumulate};
+    gemm_run(&g);
+}
+
+void rein_matmul_tn(float *y, const float *a, const float *b, int N, int M, int K, int accumulate) {
+    if (gemm_trivial(y, M, N, K, accumulate)) return;
+    gemm_job g = {.y = y, .ldy = K, .a = a, .a_rs = 1, .a_ks = M, .b = b, .b_ks = K, .b_cs = 1,
+                  .rows = M, .red = N, .cols = K, .acc = accumulate};
+    gemm_run(&g);
 }

@@ -1,10 +1,12 @@
-/* matmul.h - matrix products for the model's linear layers.
+/* matmul.h - matrix products for the model's linear layers, forward and backward.
  *
- * The one product a Llama layer needs in inference is y = x W^T: x (N, K) activations times the
- * transpose of a weight W (M, K) stored as PyTorch stores nn.Linear weights. rein_matmul_nt runs it
- * on rein's thread pool with an AVX-512 kernel when the CPU has one (chosen at run time) and a
- * portable path otherwise; rein_matmul_nt_ref is the plain triple loop the fast paths are tested
- * against.
+ * A linear layer y = x W^T, with W (out, in) stored as PyTorch stores nn.Linear weights, needs
+ * three products: the forward y = x W^T (rein_matmul_nt), the input gradient dX = dY W
+ * (rein_matmul_nn) and the weight gradient dW += dY^T X (rein_matmul_tn). Each runs on rein's
+ * thread pool with an AVX-512 kernel when the CPU has one (chosen at run time) and a portable path
+ * otherwise; each `_ref` is the plain triple loop the fast paths are tested against.
+ *
+ * All matrices are dense and row-major (last index contiguous); y never aliases an input.
  */
 #ifndef REIN_KERNELS_MATMUL_H
 #define REIN_KERNELS_MATMUL_H
@@ -16,10 +18,26 @@ void rein_matmul_nt(float *y, const float *x, const float *w, int N, int K, int 
 void rein_matmul_nt_ref(float *y, const float *x, const float *w, int N, int K, int M,
                         int accumulate);
 
-/* Which kernel rein_matmul_nt uses here: "avx512" or "portable". REIN_KERNEL=portable forces the
+/* y (N, M) = x (N, K) @ w (K, M)   [dX = dY @ W for a linear layer: dY (N, out), W (out, in)].
+ * Overwrites y, or adds to it if `accumulate`. */
+void rein_matmul_nn(float *y, const float *x, const float *w, int N, int K, int M, int accumulate);
+void rein_matmul_nn_ref(float *y, const float *x, const float *w, int N, int K, int M,
+                        int accumulate);
+
+/* y (M, K) = a (N, M)^T @ b (N, K)   [dW += dY^T @ X: dY (N, out), X (N, in), dW (out, in)].
+ * Overwrites y, or adds to it if `accumulate`. */
+void rein_matmul_tn(float *y, const float *a, const float *b, int N, int M, int K, int accumulate);
+void rein_matmul_tn_ref(float *y, const float *a, const float *b, int N, int M, int K,
+                        int accumulate);
+
+/* Which kernel the products use here: "avx512" or "portable". REIN_KERNEL=portable forces the
  * portable one (for tests and comparisons). */
 const char *rein_matmul_kernel_name(void);
-/* Force the portable kernel on (1) or go back to the CPU's best (0); for tests and benchmarks. */
+/* Force the portable kernels on (1) or go back to the CPU's best (0); for tests and benchmarks.
+ * The training attention and the loss follow the same switch. */
 void rein_matmul_force_portable(int on);
+/* 1 when the kernels take their AVX-512 paths now (the CPU has AVX-512F/VL and nothing forces
+ * the portable ones), else 0. */
+int rein_kernels_use_avx512(void);
 
 #endif

@@ -1,7 +1,10 @@
-/* ops.c - RMSNorm, rotary embedding, SwiGLU, residual add and attention (forward).
+/* ops.c - RMSNorm, rotary embedding, SwiGLU, residual add and attention (forward), and the
+ * backward of the norm, rotary embedding, SwiGLU and embedding lookup.
  *
  * These are memory-bound or small next to the matrix products, so they are written plainly and
- * threaded only where a pass is large (attention, norms over many rows).
+ * threaded only where a pass is large (attention). The backward passes accumulate into shared
+ * gradients (dw of the norm, rows of the embedding table), so they run on one thread and in row
+ * order, which also keeps them deterministic.
  */
 #include "kernels/ops.h"
 #include "base/base.h"
@@ -19,16 +22,19 @@ void rein_rmsnorm_forward(float *out, const float *x, const float *w, int N, int
     }
 }
 
-void rein_rope_forward(float *x, const int32_t *pos, int N, int H, int D, int rope_dim,
-                       float base, const float *freq_factors) {
+/* Rotate the first rope_dim values of each head of x (N, H, D) by sign * the RoPE angle: +1 is
+ * the forward, -1 its inverse and transpose (the backward). */
+static void rope_rotate(float *x, const int32_t *pos, int N, int H, int D, int rope_dim,
+                        float base, const float *freq_factors, float sign) {
     int half = rope_dim / 2;
     float cs[512], sn[512]; /* rope_dim <= 1024, checked by the model loader */
+    REIN_ASSERT(half <= 512 && rope_dim <= D);
     for (int i = 0; i < N; i++) {
         for (int p = 0; p < half; p++) {
             double theta = (double)pos[i] * pow((double)base, -2.0 * p / rope_dim);
             if (freq_factors) theta /= freq_factors[p];
             cs[p] = (float)cos(theta);
-            sn[p] = (float)sin(theta);
+            sn[p] = sign * (float)sin(theta);
         }
         for (int h = 0; h < H; h++) {
             float *xh = x + ((int64_t)i * H + h) * D;
@@ -41,10 +47,62 @@ void rein_rope_forward(float *x, const int32_t *pos, int N, int H, int D, int ro
     }
 }
 
+void rein_rope_forward(float *x, const int32_t *pos, int N, int H, int D, int rope_dim,
+                       float base, const float *freq_factors) {
+    rope_rotate(x, pos, N, H, D, rope_dim, base, freq_factors, 1.0f);
+}
+
+void rein_rope_backward(float *dx, const int32_t *pos, int N, int H, int D, int rope_dim,
+                        float base, const float *freq_factors) {
+    rope_rotate(dx, pos, N, H, D, rope_dim, base, freq_factors, -1.0f);
+}
+
 void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+/* y = x r w with r = (mean(x^2) + eps)^-1/2, so dL/dx_c = r w_c dy_c - x_c r^3 / C sum_j dy_j w_j x_j
+ * and dL/dw_c = sum over rows of dy_c x_c r. dy is read at each index before dx overwrites it. */
+void rein_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                           int N, int C, float eps) {
+    for (int i = 0; i < N; i++) {
+        const float *xi = x + (int64_t)i * C, *dyi = dy + (int64_t)i * C;
+        float *dxi = dx + (int64_t)i * C;
+        double ss = 0, dot = 0;
+        for (int c = 0; c < C; c++) {
+            ss += (double)xi[c] * xi[c];
+            dot += (double)dyi[c] * w[c] * xi[c];
+        }
+        double rd = 1.0 / sqrt(ss / C + eps);
+        float r = (float)rd, k = (float)(rd * rd * rd * dot / C);
+        for (int c = 0; c < C; c++) {
+            float g = dyi[c];
+            dw[c] += g * xi[c] * r;
+            dxi[c] = r * w[c] * g - k * xi[c];
+        }
+    }
+}
+
+/* silu(g) = g s(g), s the logistic function; silu'(g) = s(g) (1 + g (1 - s(g))). */
+void rein_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i], u = up[i], d = dout[i];
+        float s = 1.0f / (1.0f + expf(-g));
+        dup[i] = d * g * s;
+        dgate[i] = d * u * s * (1.0f + g * (1.0f - s));
+    }
+}
+
+void rein_embedding_backward(float *dtable, const float *dy, const int32_t *tokens, int N, int C) {
+    for (int i = 0; i < N; i++) {
+        REIN_ASSERT(tokens[i] >= 0);
+        float *row = dtable + (int64_t)tokens[i] * C;
+        const float *g = dy + (int64_t)i * C;
+        for (int c = 0; c < C; c++) row[c] += g[c];
     }
 }
 

@@ -1,7 +1,9 @@
-/* ops.h - the elementwise and attention kernels of a Llama layer (forward).
+/* ops.h - the elementwise and attention kernels of a Llama layer, and the backward of each
+ * elementwise one (the training attention lives in attention.h).
  *
  * Plain float* in, float* out, shapes in PyTorch order. Nothing here knows about models or caches:
- * attention takes, for each query row, a pointer to its own run of key and value rows.
+ * attention takes, for each query row, a pointer to its own run of key and value rows. Each
+ * backward takes the forward's inputs (not its outputs) and recomputes what it needs.
  */
 #ifndef REIN_KERNELS_OPS_H
 #define REIN_KERNELS_OPS_H
@@ -27,6 +29,27 @@ void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t
 void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, int D,
                             const float *const *k, const float *const *v, const int *n_keys,
                             int64_t kv_stride, float scale);
+
+/* ---- backward ------------------------------------------------------------------------------ */
+
+/* Given dy (N, C), x (N, C), w (C): dx (N, C) = d/dx, overwritten (dx may equal dy); dw (C) += d/dw.
+ * eps as in the forward. */
+void rein_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                           int N, int C, float eps);
+
+/* Backward of rein_rope_forward: rotate dx (N, H, D) in place by the opposite angle (the
+ * transpose of each 2x2 rotation). Same arguments as the forward. */
+void rein_rope_backward(float *dx, const int32_t *pos, int N, int H, int D, int rope_dim,
+                        float base, const float *freq_factors);
+
+/* out = silu(gate) * up: dgate, dup (n) from dout (n), gate, up. dgate may not alias gate; either
+ * output may alias dout. */
+void rein_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, int64_t n);
+
+/* Embedding: dtable (V, C) += scatter of dy (N, C) rows at tokens (N) (0 <= token < V; a token
+ * that appears twice gets both rows added). */
+void rein_embedding_backward(float *dtable, const float *dy, const int32_t *tokens, int N, int C);
 
 /* x (n) += y (n) */
 void rein_add_inplace(float *x, const float *y, int64_t n);
