@@ -35,8 +35,14 @@
 #define RE_LLAMA3 RE_LLAMA3_HEAD "\\p{N}{1,3}" RE_LLAMA3_TAIL
 #define RE_QWEN2 RE_LLAMA3_HEAD "\\p{N}" RE_LLAMA3_TAIL
 
-/* CJK and other scripts that DeepSeek's tokenizers group whole (U+0800..U+4E00 is as upstream). */
-#define RE_DEEPSEEK_CJK "[\\x{4e00}-\\x{9fa5}\\x{0800}-\\x{4e00}\\x{ac00}-\\x{d7ff}]+"
+/* llama.cpp matches the regexes that name explicit code point ranges (DeepSeek's) on text whose
+ * non-ASCII white space was replaced by U+000B, so such a range never matches white space; the
+ * guard (?![WS]) does the same here. */
+#define NOT_WS "(?![" WS "])"
+
+/* CJK and other scripts that DeepSeek's tokenizers group whole (U+0800..U+4E00 is as upstream;
+ * it spans U+2000..U+200A, U+2028, U+3000 and other white space, hence the guard). */
+#define RE_DEEPSEEK_CJK "(?:" NOT_WS "[\\x{4e00}-\\x{9fa5}\\x{0800}-\\x{4e00}\\x{ac00}-\\x{d7ff}])+"
 
 /* DeepSeek LLM's letter class: the cased letters of many scripts, as its tokenizer.json lists. */
 #define RE_DEEPSEEK_LLM_LETTERS                                                                 \
@@ -80,7 +86,8 @@ static const pre_def DEFS[] = {
      {"[\\r\\n]", "[" WS "]?\\p{L}+", "[" WS "]?\\p{P}+", RE_DEEPSEEK_CJK, "\\p{N}"}},
     {"deepseek-llm", 0, 0,
      {"[\\r\\n]", RE_DEEPSEEK_LLM_LETTERS,
-      "[" WS "]?[!-/:-~\\x{ff01}-\\x{ff0f}\\x{ff1a}-\\x{ff5e}\\x{2018}-\\x{201f}\\x{3000}-\\x{3002}]+",
+      "[" WS "]?(?:" NOT_WS
+      "[!-/:-~\\x{ff01}-\\x{ff0f}\\x{ff1a}-\\x{ff5e}\\x{2018}-\\x{201f}\\x{3000}-\\x{3002}])+",
       "[" WS "]+\\z", RE_DEEPSEEK_CJK, "\\p{N}+"}},
     {"default", 0, 0,
      {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}},
