@@ -17,21 +17,15 @@ import tempfile
 from gguf import GGUFReader, GGUFWriter, GGUFValueType
 from llama_cpp import Llama
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_tokenizer_fixture import fnv1a64  # noqa: E402  the same hash as the other fixture
+
 SHARED = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
 OUT = sys.argv[2] if len(sys.argv) > 2 else "tests/fixtures/tokenizer/pretok.json"
 HAND = "tests/fixtures/tokenizer/smollm2.json"
 
 PRES = ["gpt-2", "smollm", "llama-bpe", "dbrx", "qwen2", "falcon", "deepseek-coder",
         "deepseek-llm", "default"]
-
-
-def fnv1a64(ids):
-    h = 0xCBF29CE484222325
-    for i in ids:
-        for b in (i & 0xFFFFFFFF).to_bytes(4, "little"):
-            h ^= b
-            h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h
 
 
 def rewrite(src, dst, pre):
