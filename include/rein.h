@@ -276,7 +276,9 @@ const char *rein_tokenizer_pre(const rein_tokenizer *t); /* pre-tokenizer name, 
 /* Flags for rein_tokenize. */
 enum {
     REIN_TOKENIZE_ADD_BOS = 1,       /* prepend BOS if the vocabulary asks for it (add_bos_token) */
-    REIN_TOKENIZE_PARSE_SPECIAL = 2, /* recognise control / user-defined tokens written in text */
+    REIN_TOKENIZE_PARSE_SPECIAL = 2, /* recognise control tokens (<|im_start|>...) written in the
+                                      * text; user-defined tokens are always recognised, as in HF
+                                      * tokenizers and llama.cpp */
 };
 
 /* Append the ids of text[0..len) to *out. */

@@ -21,11 +21,13 @@ typedef struct pool {
     pthread_cond_t done;
     int n_workers;          /* threads besides the caller */
     pthread_t tid[MAX_THREADS];
-    /* the current job */
+    /* the current job: fn and ctx are written before the ticket that publishes them */
     rein_task_fn fn;
     void *ctx;
-    int n_tasks;
-    atomic_int next;        /* next task index to claim */
+    /* n_tasks << 32 | next index to claim. One fetch_add claims an index together with the limit
+     * of the job it belongs to, so a worker still looping on a finished job can never claim an
+     * index of the next job against the old limit (or the reverse). */
+    _Atomic uint64_t ticket;
     atomic_int remaining;   /* tasks not yet finished */
     atomic_uint generation; /* bumped for each job */
     int quit;
@@ -39,10 +41,11 @@ static _Thread_local int in_task;
 
 static void run_tasks(void) {
     for (;;) {
-        int i = atomic_fetch_add(&P.next, 1);
-        if (i >= P.n_tasks) break;
+        uint64_t t = atomic_fetch_add(&P.ticket, 1);
+        int i = (int)(t & 0xffffffffu), n = (int)(t >> 32);
+        if (i >= n) break;
         in_task = 1;
-        P.fn(P.ctx, i, P.n_tasks);
+        P.fn(P.ctx, i, n);
         in_task = 0;
         if (atomic_fetch_sub(&P.remaining, 1) == 1) {
             pthread_mutex_lock(&P.mu);
@@ -127,9 +130,8 @@ void rein_parallel_for(int n_tasks, rein_task_fn fn, void *ctx) {
     }
     P.fn = fn;
     P.ctx = ctx;
-    P.n_tasks = n_tasks;
     atomic_store(&P.remaining, n_tasks);
-    atomic_store(&P.next, 0);
+    atomic_store(&P.ticket, (uint64_t)n_tasks << 32);
     pthread_mutex_lock(&P.mu);
     atomic_fetch_add(&P.generation, 1);
     pthread_cond_broadcast(&P.wake);

@@ -229,23 +229,27 @@ AVX512 static void gemm_avx512(void *ctx, int t, int n_tasks) {
                 int rows = REIN_MIN(MR, i_end - i0);
                 __m512 acc[MR][2];
                 float *yb = g->y + (int64_t)i0 * g->ldy + c0;
+                /* each k block is summed from zero and added to y afterwards, so products are
+                 * rounded at the size of the dot product, not of what y already holds (a large
+                 * residual stream), just as the matrix-vector path rounds them */
                 for (int r = 0; r < rows; r++) {
-                    if (k0 == 0 && !g->acc) {
-                        acc[r][0] = _mm512_setzero_ps();
-                        acc[r][1] = _mm512_setzero_ps();
-                    } else {
-                        acc[r][0] = _mm512_maskz_loadu_ps(m0, yb + r * g->ldy);
-                        acc[r][1] = _mm512_maskz_loadu_ps(m1, yb + r * g->ldy + 16);
-                    }
+                    acc[r][0] = _mm512_setzero_ps();
+                    acc[r][1] = _mm512_setzero_ps();
                 }
                 const float *ab = g->a + i0 * g->a_rs + k0 * g->a_ks;
                 if (g->a_ks == 1)
                     micro_8x32(ab, g->a_rs, 1, rows, pack, kc, acc);
                 else
                     micro_8x32(ab, 1, g->a_ks, rows, pack, kc, acc);
+                int add = k0 > 0 || g->acc;
                 for (int r = 0; r < rows; r++) {
-                    _mm512_mask_storeu_ps(yb + r * g->ldy, m0, acc[r][0]);
-                    _mm512_mask_storeu_ps(yb + r * g->ldy + 16, m1, acc[r][1]);
+                    float *y0 = yb + r * g->ldy;
+                    if (add) {
+                        acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(m0, y0));
+                        acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_maskz_loadu_ps(m1, y0 + 16));
+                    }
+                    _mm512_mask_storeu_ps(y0, m0, acc[r][0]);
+                    _mm512_mask_storeu_ps(y0 + 16, m1, acc[r][1]);
                 }
             }
         }
