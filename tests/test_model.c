@@ -150,9 +150,10 @@ static void test_consistency(rein_model *m) {
     int32_t many[16] = {0}, zeros[16] = {0};
     CHECK_ERR(rein_model_forward(m, kv, many, zeros, 16, NULL, batch), REIN_ERR_RANGE, "full");
     CHECK(rein_kv_cache_len(kv, 0) == before);
-    CHECK_ERR(rein_kv_cache_new(m, 0, 16, &kv), REIN_ERR_INVALID, "n_seq");
     rein_free(batch);
     rein_kv_cache_free(kv);
+    CHECK_ERR(rein_kv_cache_new(m, 0, 16, &kv), REIN_ERR_INVALID, "n_seq");
+    CHECK(kv == NULL);
 }
 
 int main(void) {

@@ -51,7 +51,7 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
     }
 
     const int dim = c->dim, hd = c->head_dim;
-    const int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    const int kv_dim = c->n_kv_heads * hd;
     for (int i = 0; i < n; i++)
         memcpy(w->x + (int64_t)i * dim, m->tok_embd + (int64_t)tokens[i] * dim,
                sizeof(float) * (size_t)dim);
