@@ -118,6 +118,7 @@ int cmd_generate(int argc, char **argv) {
     st = rein_generate(m, kv, 0, ids.ids, ids.n, &gp, cli_print_text, NULL, NULL, NULL);
     if (st) cli_die("generate", st);
     printf("\n");
+    fflush(stdout);
     if (verbose)
         fprintf(stderr,
                 "rein: prompt %d tokens in %.3f s (%.1f tokens/s); generated %d tokens in %.3f s "
