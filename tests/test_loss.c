@@ -1,11 +1,12 @@
 /* test_loss.c - cross-entropy and token log-probabilities against a direct double computation.
  *
- * Covers ignored rows (target -1), the gradient's scale, dlogits written over the logits, a large
+ * Both paths (AVX-512 and portable) are run. Covers ignored rows (target -1), the gradient's scale, dlogits written over the logits, a large
  * vocabulary with logits far from 0 (the maximum must be subtracted), and sums that do not depend
  * on the number of threads.
  */
 #include "base/base.h"
 #include "kernels/loss.h"
+#include "kernels/matmul.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -56,9 +57,9 @@ static void run_case(int N, int V, float std, float offset, float scale) {
             ok_g &= e <= 1e-6 * fabs(scale) + 1e-5 * fabs(want);
         }
     }
-    printf("N=%d V=%d logits ~ N(%g, %g^2) scale=%g: loss %.6f (ref %.6f); worst |diff| dlogits "
+    printf("%s N=%d V=%d logits ~ N(%g, %g^2) scale=%g: loss %.6f (ref %.6f); worst |diff| dlogits "
            "%.2e, logp %.2e\n",
-           N, V, offset, std, scale, loss, ref_loss, worst_g, worst_lp);
+           rein_matmul_kernel_name(), N, V, offset, std, scale, loss, ref_loss, worst_g, worst_lp);
     CHECKF(fabs(loss - ref_loss) <= 1e-5 * N * (1 + fabs(offset)), "loss %.9g vs %.9g", loss,
            ref_loss);
     CHECKF(fabs(lp_sum + ref_loss) <= 1e-5 * N * (1 + fabs(offset)), "logp sum %.9g vs %.9g",
@@ -95,9 +96,13 @@ static void test_by_hand(void) {
 int main(void) {
     rein_rng_seed(&rng, 99);
     rein_set_threads(2);
-    test_by_hand();
-    run_case(7, 37, 3, 0, 1);
-    run_case(130, 101, 1, -4, 1.0f / 130);
-    run_case(5, 50000, 2, 1000, 0.25f); /* large vocabulary, logits far from 0 */
+    for (int portable = 0; portable < 2; portable++) { /* AVX-512 (if the CPU has it), portable */
+        rein_matmul_force_portable(portable);
+        test_by_hand();
+        run_case(7, 37, 3, 0, 1);
+        run_case(130, 101, 1, -4, 1.0f / 130);
+        run_case(5, 50000, 2, 1000, 0.25f); /* large vocabulary, logits far from 0 */
+    }
+    rein_matmul_force_portable(0);
     return test_finish();
 }

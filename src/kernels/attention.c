@@ -23,6 +23,7 @@
 #include "kernels/attention.h"
 #include "base/base.h"
 #include "kernels/matmul.h"
+#include "kernels/vexp.h"
 
 #include <math.h>
 
@@ -71,6 +72,23 @@ static void acc_ab_portable(float *c, int64_t ldc, const float *a, int64_t lda, 
             for (int d = 0; d < D; d++) cr[d] += arj * bj[d];
         }
     }
+}
+
+/* p[jj] = exp(s[jj] * scale - sub) for jj < valid, 0 for the rest of the BK; returns their sum.
+ * p may equal s. */
+static float tile_exp_portable(float *p, const float *s, float scale, float sub, int valid) {
+    float sum = 0;
+    for (int jj = 0; jj < BK; jj++) {
+        p[jj] = jj < valid ? expf(s[jj] * scale - sub) : 0.0f;
+        sum += p[jj];
+    }
+    return sum;
+}
+
+static float dot_portable(const float *a, const float *b, int D) {
+    float s = 0;
+    for (int d = 0; d < D; d++) s += a[d] * b[d];
+    return s;
 }
 
 #if defined(__x86_64__)
@@ -133,6 +151,22 @@ AVX512 static void acc_ab_avx512(float *c, int64_t ldc, const float *a, int64_t 
         }
     }
 }
+AVX512 static float tile_exp_avx512(float *p, const float *s, float scale, float sub, int valid) {
+    __mmask16 m = (__mmask16)(valid >= BK ? 0xffff : valid <= 0 ? 0 : (1u << valid) - 1);
+    __m512 x = _mm512_fmsub_ps(_mm512_loadu_ps(s), _mm512_set1_ps(scale), _mm512_set1_ps(sub));
+    __m512 e = _mm512_maskz_mov_ps(m, exp512(x));
+    _mm512_storeu_ps(p, e);
+    return _mm512_reduce_add_ps(e);
+}
+
+AVX512 static float dot_avx512(const float *a, const float *b, int D) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int d = 0; d < D; d += 16) {
+        __mmask16 m = (__mmask16)(D - d >= 16 ? 0xffff : (1u << (D - d)) - 1);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + d), _mm512_maskz_loadu_ps(m, b + d), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
 #endif
 
 static void scores(const att_job *j, float *s, const float *a, int64_t lda, int rows,
@@ -157,18 +191,26 @@ static void acc_ab(const att_job *j, float *c, int64_t ldc, const float *a, int6
     acc_ab_portable(c, ldc, a, lda, b, ldb, rows, n, j->D);
 }
 
+static float tile_exp(const att_job *j, float *p, const float *s, float sub, int valid) {
+#if defined(__x86_64__)
+    if (j->avx) return tile_exp_avx512(p, s, j->scale, sub, valid);
+#endif
+    return tile_exp_portable(p, s, j->scale, sub, valid);
+}
+
+static float dotf(const att_job *j, const float *a, const float *b) {
+#if defined(__x86_64__)
+    if (j->avx) return dot_avx512(a, b, j->D);
+#endif
+    return dot_portable(a, b, j->D);
+}
+
 /* ---- shared pieces -------------------------------------------------------------------------- */
 
 /* dst (D, BK) = the n rows (ld apart) of src transposed, zero past n. */
 static void pack_tile(float *dst, const float *src, int64_t ld, int n, int D) {
     for (int d = 0; d < D; d++)
         for (int jj = 0; jj < BK; jj++) dst[d * BK + jj] = jj < n ? src[jj * ld + d] : 0;
-}
-
-static float dotf(const float *a, const float *b, int D) {
-    float s = 0;
-    for (int d = 0; d < D; d++) s += a[d] * b[d];
-    return s;
 }
 
 /* Where a query-block task sits: sequence rows [base, base+L), its queries [q0, q0+nq) of that
@@ -242,17 +284,9 @@ static void forward_task(void *ctx, int t, int n_tasks) {
             int valid = REIN_MIN(nk, qi - j0 + 1); /* keys j0 .. qi of this tile */
             float *sr = s + r * BK;
             float mx = m[r];
-            for (int jj = 0; jj < valid; jj++) {
-                sr[jj] *= j->scale;
-                mx = fmaxf(mx, sr[jj]);
-            }
-            float corr = expf(m[r] - mx), sum = 0; /* exp(-inf) = 0 on the first tile */
-            for (int jj = 0; jj < BK; jj++) {
-                float p = jj < valid ? expf(sr[jj] - mx) : 0.0f;
-                sr[jj] = p;
-                sum += p;
-            }
-            l[r] = l[r] * corr + sum;
+            for (int jj = 0; jj < valid; jj++) mx = fmaxf(mx, sr[jj] * j->scale);
+            float corr = expf(m[r] - mx); /* exp(-inf) = 0 on the first tile */
+            l[r] = l[r] * corr + tile_exp(j, sr, sr, mx, valid);
             m[r] = mx;
             if (corr != 1.0f)
                 for (int d = 0; d < D; d++) acc[r * D + d] *= corr;
@@ -280,6 +314,7 @@ static void plan(att_job *j, const int32_t *cu, int n_seqs, int T, int H, int KV
     j->hc = REIN_MIN(j->G, HEADS_MAX);
     while (j->G % j->hc) j->hc--;
     j->bq = ROWS_MAX / j->hc;
+    if (j->bq > 4) j->bq &= ~3; /* whole groups of four rows in the primitives */
     j->scale = scale;
     j->avx = rein_kernels_use_avx512();
 }
@@ -309,13 +344,9 @@ static void probs_and_ds(const att_job *j, float *s, float *dp, int rows, int nq
         int hh = r / nq, qi = q0 + r % nq;
         int64_t row = (int64_t)(base + qi) * j->H + h0 + hh;
         int valid = REIN_MIN(nk, qi - j0 + 1);
-        float lse = j->lse_in[row];
-        float di = dotf(j->dout + row * D, j->o + row * D, D);
-        for (int jj = 0; jj < BK; jj++) {
-            float p = jj < valid ? expf(s[r * BK + jj] * j->scale - lse) : 0.0f;
-            s[r * BK + jj] = p;
-            dp[r * BK + jj] = p * (dp[r * BK + jj] - di);
-        }
+        float di = dotf(j, j->dout + row * D, j->o + row * D);
+        tile_exp(j, s + r * BK, s + r * BK, j->lse_in[row], valid);
+        for (int jj = 0; jj < BK; jj++) dp[r * BK + jj] = s[r * BK + jj] * (dp[r * BK + jj] - di);
     }
 }
 
