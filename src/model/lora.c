@@ -127,13 +127,7 @@ rein_status rein_lora_merge(rein_model *m) {
             float *Bs = rein_malloc(sizeof(float) * (size_t)o * r);
             if (!Bs) return REIN_ERR_NOMEM;
             for (int64_t k = 0; k < (int64_t)o * r; k++) Bs[k] = ll->B[k] * lo->scale;
-            for (int a = 0; a < o; a++)
-                for (int k = 0; k < r; k++) {
-                    float b = Bs[(int64_t)a * r + k];
-                    const float *Ak = ll->A + (int64_t)k * i;
-                    float *Wa = W + (int64_t)a * i;
-                    for (int c = 0; c < i; c++) Wa[c] += b * Ak[c];
-                }
+            rein_matmul_nn(W, Bs, ll->A, o, r, i, 1);
             rein_free(Bs);
         }
     rein_lora_detach(m);
