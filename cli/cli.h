@@ -55,5 +55,7 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -13,6 +13,8 @@ static const char usage[] =
     "  tokenize  turn text into token ids (or pieces, with --json)\n"
     "  generate  continue a prompt, or answer it as a chat turn (--chat)\n"
     "  chat      talk with a model, turn by turn\n"
+    "  sft       supervised fine-tuning (LoRA or full) with exact resume\n"
+    "  export    write a model (LoRA adapter merged) as GGUF or as a Hugging Face folder\n"
     "\n"
     "Run 'rein COMMAND --help' for a command's options. -m MODEL defaults to the downloaded\n"
     "default model (models/" DEFAULT_MODEL_FILE ", fetched by 'make model') or $REIN_MODEL.\n"
@@ -36,6 +38,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
+    if (!strcmp(cmd, "sft")) return cmd_sft(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     fprintf(stderr, "rein: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

@@ -66,6 +66,18 @@ rein_status rein_atomic_open(rein_atomic_file *af, const char *path);
 rein_status rein_atomic_commit(rein_atomic_file *af);
 void rein_atomic_abort(rein_atomic_file *af);
 
+/* ---- progress: a bar on a terminal (stderr), plain lines otherwise ------------------------ */
+typedef struct rein_progress {
+    char label[32];
+    int64_t total;
+    int tty;
+    double start, last_print;
+    double plain_every_s; /* without a terminal, print at most this often (0: every update) */
+} rein_progress;
+void rein_progress_init(rein_progress *p, const char *label, int64_t total, int force_plain);
+/* Show `done` of total with a short info text ("loss 2.31 | 812 tok/s"). */
+void rein_progress_update(rein_progress *p, int64_t done, const char *info);
+
 /* Monotonic wall-clock seconds. */
 double rein_time_now(void);
 
