@@ -306,7 +306,7 @@ const char *rein_safetensors_get_meta(const rein_safetensors *st, const char *ke
 rein_status rein_safetensors_tensor_f32(const rein_safetensors_tensor *t, float *dst) {
     const uint8_t *p = t->data;
     if (!strcmp(t->dtype, "F32")) {
-        memcpy(dst, p, t->n_bytes);
+        if (t->n_bytes) memcpy(dst, p, t->n_bytes);
     } else if (!strcmp(t->dtype, "F16") || !strcmp(t->dtype, "BF16")) {
         int bf = t->dtype[0] == 'B';
         for (int64_t i = 0; i < t->n_elements; i++) {
@@ -430,7 +430,7 @@ rein_status rein_safetensors_add(rein_safetensors_writer *w, const char *name, r
     t->n_dims = n_dims;
     for (int d = 0; d < n_dims; d++) t->shape[d] = shape[d];
     if (esz == 4) {
-        memcpy(t->data, data, t->n_bytes);
+        if (t->n_bytes) memcpy(t->data, data, t->n_bytes);
     } else {
         uint8_t *p = t->data;
         for (int64_t i = 0; i < n_el; i++) {
