@@ -576,6 +576,43 @@ static void test_default_model_template(void) {
     }
     rein_example_set_free(set);
     rein_dataset_free(ds);
+
+    /* the real HH training file: every pair builds, chosen and rejected share their prompt tokens
+     * and each learned part ends with <|im_end|> */
+    const char *dir = test_shared_data();
+    if (!dir) {
+        printf("SKIP: real HH examples: ../shared/data is absent\n");
+    } else {
+        char hh[512];
+        snprintf(hh, sizeof hh, "%s/hh-rlhf-harmless/train.jsonl", dir);
+        set = NULL;
+        CHECK_OK(rein_dataset_read(hh, NULL, &ds, NULL));
+        if (ds) CHECK_OK(rein_examples_build(ds, &p, &set, NULL));
+        size_t bad = 0, n_tok = 0;
+        int32_t im_end = rein_token_lookup(v.tok, "<|im_end|>");
+        for (size_t i = 0; set && i + 1 < set->n; i += 2) {
+            const rein_example *c = &set->ex[i], *j = &set->ex[i + 1];
+            size_t pc = 0, pj = 0, lc = 0, lj = 0;
+            while (pc < c->n && !c->mask[pc])
+                pc++;
+            while (pj < j->n && !j->mask[pj])
+                pj++;
+            for (size_t k = 0; k < c->n; k++)
+                lc = c->mask[k] ? k : lc;
+            for (size_t k = 0; k < j->n; k++)
+                lj = j->mask[k] ? k : lj;
+            bad += !(pc == pj && !memcmp(c->tokens, j->tokens, pc * 4) && c->tokens[lc] == im_end &&
+                     j->tokens[lj] == im_end);
+            n_tok += c->n + j->n;
+        }
+        CHECKF(set && set->n == 3000 && bad == 0, "%zu of %zu pairs wrong", bad,
+               set ? set->n / 2 : 0);
+        printf("real HH train: %zu examples, %zu tokens, prompts shared, responses end with "
+               "<|im_end|>\n",
+               set ? set->n : 0, n_tok);
+        rein_example_set_free(set);
+        rein_dataset_free(ds);
+    }
     vocab_free(&v);
     printf("default model: masks match the assistant turns + <|im_end|> under its template\n");
 }
