@@ -1,0 +1,163 @@
+/* bench_train.c - training speed and memory of the default model, rein beside PyTorch.
+ *
+ * One step = forward + backward + AdamW over 4 sequences of 256 tokens (packed), full fine-tuning
+ * and LoRA (r=16 on every linear layer), at 1 and 2 threads. Each configuration runs in a fresh
+ * process so that its peak RSS is its own. Model FLOPs utilisation is against the machine's FP32
+ * FMA peak (about 520 GFLOP/s on both cores here; REIN_PEAK_GFLOPS overrides). PyTorch (CPU, same
+ * shapes, same threads; tools/torch_train_bench.py) is measured in the same run when `torch` is
+ * importable, twice: as a user runs it by default, and tuned (OPENBLAS_* unset,
+ * OMP_WAIT_POLICY=PASSIVE, glibc's malloc mmap/trim thresholds raised). Figures, not a test.
+ */
+#include "base/base.h"
+#include "model/train.h"
+#include "train/optim.h"
+#include "train/params.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+#include <sys/resource.h>
+
+enum { B = 4, T = 256, STEPS = 3 };
+
+/* Matrix FLOPs of one step per token: forward 2 per weight of every linear layer and the head,
+ * backward 2 more for the input gradient and, in full fine-tuning, 2 for the weight gradient;
+ * attention adds 4 T d per layer forward (scores and values, causal half) and twice that back. */
+static double step_flops(const rein_model_config *c, int full, int64_t lora_params) {
+    double lin = 0;
+    int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    lin += (double)c->n_layers * ((double)c->dim * (2.0 * q + 2.0 * kv) + 3.0 * c->dim * c->ffn_dim);
+    lin += (double)c->n_vocab * c->dim;
+    double per_tok = (full ? 6 : 4) * lin + 6.0 * lora_params;
+    double att = (double)c->n_layers * 4.0 * (T / 2.0) * q * 3; /* fwd + 2x bwd */
+    return (per_tok + att) * B * T;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+/* One configuration, in this process: prints a JSON line. */
+static int one(const char *path, int full, int threads) {
+    rein_set_threads(threads);
+    rein_model *m;
+    if (rein_model_load(path, &m)) {
+        fprintf(stderr, "%s\n", rein_last_error());
+        return 1;
+    }
+    if (!full) {
+        rein_lora_params lp = rein_lora_default_params();
+        if (rein_lora_attach(m, &lp)) return 1;
+    }
+    rein_train_state *ts;
+    if (rein_train_state_new(m, B * T, full, &ts)) {
+        fprintf(stderr, "%s\n", rein_last_error());
+        return 1;
+    }
+    rein_param_list pl = {0};
+    rein_adamw opt;
+    if (rein_train_param_list(m, ts, &pl) || rein_adamw_init(&opt, pl.total)) return 1;
+    rein_adamw_params ap = rein_adamw_default_params();
+    int32_t tokens[B * T], targets[B * T], cu[B + 1];
+    rein_rng rng;
+    rein_rng_seed(&rng, 1);
+    for (int i = 0; i < B * T; i++) tokens[i] = (int32_t)(rein_rng_u64(&rng) % 49000);
+    for (int s = 0; s <= B; s++) cu[s] = s * T;
+    for (int i = 0; i < B * T; i++) targets[i] = (i % T == T - 1) ? -1 : tokens[i + 1];
+    double best = 1e30;
+    for (int step = 0; step <= STEPS; step++) {
+        double t0 = rein_time_now(), loss;
+        rein_train_zero_grads(m, ts);
+        rein_train_forward(m, ts, tokens, cu, B);
+        rein_lm_head_xent(m, ts, targets, 1.0f / (B * (T - 1)), &loss);
+        rein_train_backward(m, ts);
+        rein_grad_clip(&pl, 1.0);
+        rein_adamw_step(&opt, &pl, &ap, ap.lr);
+        double dt = rein_time_now() - t0;
+        if (step > 0 && dt < best) best = dt; /* step 0 warms up */
+    }
+    const rein_model_config *c = rein_model_get_config(m);
+    printf("{\"tokens_per_s\": %.2f, \"step_s\": %.4f, \"peak_rss_mb\": %.1f, \"flops\": %.6g}\n",
+           B * T / best, best, peak_rss_mb(), step_flops(c, full, rein_lora_n_params(m)));
+    rein_adamw_free(&opt);
+    rein_params_free(&pl);
+    rein_train_state_free(ts);
+    rein_model_free(m);
+    return 0;
+}
+
+static cJSON *run_json(const char *cmd) {
+    FILE *f = popen(cmd, "r");
+    if (!f) return NULL;
+    rein_buf out = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) rein_buf_append(&out, chunk, n);
+    pclose(f);
+    /* the last line holding a JSON object */
+    cJSON *j = NULL;
+    if (out.data) {
+        char *brace = strrchr(out.data, '{');
+        if (brace) j = cJSON_Parse(brace);
+    }
+    rein_buf_free(&out);
+    return j;
+}
+
+static double num(const cJSON *j, const char *k) {
+    return cJSON_GetNumberValue(cJSON_GetObjectItem(j, k));
+}
+
+int main(int argc, char **argv) {
+    const char *path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (argc == 5 && !strcmp(argv[1], "--one")) return one(argv[2], !strcmp(argv[3], "full"), atoi(argv[4]));
+    if (argc > 1) path = argv[1];
+    double peak = getenv("REIN_PEAK_GFLOPS") ? atof(getenv("REIN_PEAK_GFLOPS")) : 520.0;
+    int have_torch = system("python3 -c 'import torch, transformers, peft' >/dev/null 2>&1") == 0;
+    printf("== training: %s, %d x %d tokens a step, fp32\n", path, B, T);
+    printf("%-5s %-7s %9s %8s %6s %9s | %11s %6s | %11s %6s\n", "mode", "threads", "rein t/s",
+           "RSS MB", "MFU", "step s", "torch dflt", "ratio", "torch tuned", "ratio");
+    for (int full = 1; full >= 0; full--)
+        for (int th = 1; th <= 2; th++) {
+            char cmd[1024];
+            snprintf(cmd, sizeof cmd, "%s --one %s %s %d", argv[0], path, full ? "full" : "lora", th);
+            cJSON *r = run_json(cmd);
+            if (!r) {
+                printf("%-5s %-7d failed\n", full ? "full" : "lora", th);
+                continue;
+            }
+            double tps = num(r, "tokens_per_s"), st = num(r, "step_s");
+            double mfu = num(r, "flops") / st / (peak * 1e9);
+            char d[32] = "n/a", dr[16] = "-", t[32] = "n/a", tr[16] = "-";
+            if (have_torch) {
+                const char *mode = full ? "full" : "lora";
+                snprintf(cmd, sizeof cmd, "python3 tools/torch_train_bench.py %s %d %d %d 2 2>/dev/null",
+                         mode, th, B, T);
+                cJSON *pd = run_json(cmd);
+                snprintf(cmd, sizeof cmd,
+                         "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=PASSIVE "
+                         "MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 "
+                         "python3 tools/torch_train_bench.py %s %d %d %d 2 2>/dev/null",
+                         mode, th, B, T);
+                cJSON *pt = run_json(cmd);
+                if (pd) {
+                    snprintf(d, sizeof d, "%.1f", num(pd, "tokens_per_s"));
+                    snprintf(dr, sizeof dr, "%.2fx", tps / num(pd, "tokens_per_s"));
+                }
+                if (pt) {
+                    snprintf(t, sizeof t, "%.1f", num(pt, "tokens_per_s"));
+                    snprintf(tr, sizeof tr, "%.2fx", tps / num(pt, "tokens_per_s"));
+                }
+                cJSON_Delete(pd);
+                cJSON_Delete(pt);
+            }
+            printf("%-5s %-7d %9.1f %8.0f %5.1f%% %9.3f | %11s %6s | %11s %6s\n",
+                   full ? "full" : "lora", th, tps, num(r, "peak_rss_mb"), 100 * mfu, st, d, dr, t, tr);
+            fflush(stdout);
+            cJSON_Delete(r);
+        }
+    if (!have_torch) printf("(PyTorch not importable: pip install torch transformers peft to compare)\n");
+    printf("MFU against %.0f GFLOP/s FP32 FMA peak; ratio = rein / PyTorch tokens/s\n", peak);
+    return 0;
+}
