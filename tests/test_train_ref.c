@@ -113,7 +113,40 @@ static void run(const char *name) {
         n_ok += compare(pl.spans[i].name, pl.spans[i].g, ref, tn, 1e-5, 1e-4);
     }
     printf("  %d of %d gradients within |a-b| <= 1e-5 + 1e-4|b|\n", n_ok, pl.n);
-    CHECK(pl.n == rein_gguf_n_tensors(ref) - 1 - 2 * 7 * 2 * c->n_layers);
+    CHECK(pl.n == rein_gguf_n_tensors(ref) - 2 - 2 * 7 * 2 * c->n_layers);
+    compare("input embeddings", ts->demb, ref, "grad.input_embeds", 1e-5, 1e-4);
+
+    /* gradient accumulation: the two sequences as two micro-batches (each scaled by 1 / all
+     * targets of the step) give the gradients of the one packed batch */
+    {
+        float *packed = rein_malloc(sizeof(float) * (size_t)pl.total);
+        int64_t off = 0;
+        for (int i = 0; i < pl.n; i++) {
+            memcpy(packed + off, pl.spans[i].g, sizeof(float) * (size_t)pl.spans[i].n);
+            off += pl.spans[i].n;
+        }
+        int n_t = 0;
+        for (int i = 0; i < T; i++) n_t += targets[i] >= 0;
+        rein_train_zero_grads(m, ts);
+        double acc_loss = 0;
+        for (int s = 0; s < n_seqs; s++) {
+            int32_t cu1[2] = {0, cu[s + 1] - cu[s]};
+            double part;
+            CHECK_OK(rein_train_forward(m, ts, tokens + cu[s], cu1, 1));
+            CHECK_OK(rein_lm_head_xent(m, ts, targets + cu[s], 1.0f / n_t, &part));
+            CHECK_OK(rein_train_backward(m, ts));
+            acc_loss += part;
+        }
+        double worst = 0;
+        off = 0;
+        for (int i = 0; i < pl.n; i++)
+            for (int64_t k = 0; k < pl.spans[i].n; k++, off++)
+                worst = fmax(worst, fabs(pl.spans[i].g[k] - packed[off]) / (1e-6 + 1e-5 * fabs(packed[off])));
+        printf("  accumulated micro-batches vs one packed batch: loss %.7f vs %.7f, worst gradient "
+               "%.3f of |a-b| <= 1e-6 + 1e-5|b|\n", acc_loss / n_t, loss, worst);
+        CHECK(fabs(acc_loss / n_t - loss) <= 1e-6 && worst <= 1);
+        rein_free(packed);
+    }
 
     /* ten AdamW steps with clipping, decay on matrices only */
     rein_adamw_params ap = rein_adamw_default_params();

@@ -17,6 +17,7 @@ the tool writes, under tests/fixtures/train/:
                 ref.lora.rank, ref.lora.alpha, ref.lora.loss, ref.lora.steps_loss (10)
       tensors   logits                  (T, n_vocab) of the packed batch, sequence by sequence
                 grad.<gguf name>        gradient of every weight, in GGUF layout (q/k rows permuted)
+                grad.input_embeds       (T, dim) gradient with respect to the input embeddings
                 lora.<blk.i.attn_q...>.A / .B      PEFT adapter values (B random, so that A learns)
                 lora_grad.<...>.A / .B  their gradients (B rows permuted for q/k like the weights)
 
@@ -122,6 +123,22 @@ def gen(tied, seed):
     ref.add_tensor("logits", np.ascontiguousarray(np.concatenate(logits), dtype=np.float32))
     for hf, p in model.named_parameters():
         ref.add_tensor("grad." + gm.gguf_name(hf), to_gguf_layout(hf, p.grad))
+
+    # the gradient with respect to the input embeddings (what an adversarial-suffix search needs)
+    embs = []
+    total, count = 0.0, 0
+    for s in range(len(cu) - 1):
+        ids = torch.tensor([tokens[cu[s]:cu[s + 1]]])
+        e = model.model.embed_tokens(ids).detach().requires_grad_(True)
+        lg = model(inputs_embeds=e).logits[0]
+        tg = torch.tensor(targets[cu[s]:cu[s + 1]])
+        keep = tg >= 0
+        total = total + torch.nn.functional.cross_entropy(lg[keep], tg[keep], reduction="sum")
+        count += int(keep.sum())
+        embs.append(e)
+    (total / count).backward()
+    ref.add_tensor("grad.input_embeds",
+                   np.ascontiguousarray(torch.cat([e.grad[0] for e in embs]).numpy()))
 
     # ten AdamW steps from the same start
     model = gm.hf_direct(CFG, n_vocab, tied, held)
