@@ -8,7 +8,7 @@ OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 WARN     = -std=c11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wno-unused-parameter
 CPPFLAGS = -Iinclude -Isrc -D_GNU_SOURCE
-LDLIBS   = -lpcre2-8 -lcjson -lm -lpthread
+LDLIBS   = -lpcre2-8 -lcjson -lsqlite3 -lm -lpthread
 BUILD   ?= build
 
 ifeq ($(SAN),1)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages rein builds with, if any is missing. Idempotent; quiet when all is there.
 set -e
-PKGS="build-essential libpcre2-dev libcjson-dev python3-pip"
+PKGS="build-essential libpcre2-dev libcjson-dev libsqlite3-dev python3-pip"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
