@@ -12,8 +12,8 @@
  * (n_head = n_kv_heads for k). A LoRA B has the same output rows, so q/k lora_B rows are
  * un-permuted on save and permuted back on load; A (the input side) is the same in both layouts.
  *
- * The two rein_lora_* functions below are public API (to move into include/rein.h's LoRA section);
- * the rest is shared with src/formats/export.c.
+ * rein_lora_save / rein_lora_load are declared in include/rein.h; what is here is shared with
+ * src/formats/export.c.
  */
 #ifndef REIN_MODEL_LORA_IO_H
 #define REIN_MODEL_LORA_IO_H
@@ -21,20 +21,6 @@
 #include "rein.h"
 
 #include <cjson/cJSON.h>
-
-/* Save the attached adapter as PEFT does: dir/adapter_model.safetensors (F32) and
- * dir/adapter_config.json (base_model_name_or_path = base_model_name, may be NULL). dir is created
- * if absent; both files are written atomically. REIN_ERR_INVALID if no adapter is attached. */
-rein_status rein_lora_save(const rein_model *m, const char *dir, const char *base_model_name);
-
-/* Load a PEFT LoRA adapter from dir: attach a fresh adapter with the config's r, lora_alpha and
- * target_modules and fill A and B from the safetensors file (F32, F16 or BF16). Everything is
- * checked before the model is touched; on error any previously attached adapter stays. Errors name
- * the file and the field or tensor: REIN_ERR_IO for a missing file, REIN_ERR_FORMAT for a missing,
- * misnamed or misshapen tensor (an adapter made for another model), REIN_ERR_UNSUPPORTED for
- * options rein does not implement (use_rslora, use_dora, bias other than "none", fan_in_fan_out,
- * rank_pattern / alpha_pattern, layers_to_transform, modules_to_save, a target it cannot adapt). */
-rein_status rein_lora_load(rein_model *m, const char *dir);
 
 /* ---- shared with export ---------------------------------------------------------------------- */
 
