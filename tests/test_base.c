@@ -4,17 +4,6 @@
 
 #include <string.h>
 
-static int n_allocs, fail_at;
-static void *counting_realloc(void *ud, void *p, size_t size) {
-    (void)ud;
-    if (size == 0) {
-        free(p);
-        return NULL;
-    }
-    if (++n_allocs == fail_at) return NULL;
-    return realloc(p, size);
-}
-
 static void sum_task(void *ctx, int i, int n) {
     long *out = ctx;
     (void)n;
@@ -45,9 +34,7 @@ int main(void) {
     rein_free_aligned(NULL);
 
     /* the allocator hook counts and fails */
-    rein_set_allocator(counting_realloc, NULL);
-    n_allocs = 0;
-    fail_at = 3;
+    test_alloc_install(3);
     rein_tokens t = {0};
     rein_status st = REIN_OK;
     for (int i = 0; i < 1000 && st == REIN_OK; i++) st = rein_tokens_push(&t, i);
@@ -55,7 +42,7 @@ int main(void) {
     CHECK(t.n == 128); /* grew twice (64, 128), the third growth failed and kept the data */
     for (size_t i = 0; i < t.n; i++) CHECK(t.ids[i] == (int32_t)i);
     rein_tokens_free(&t);
-    rein_set_allocator(NULL, NULL);
+    test_alloc_uninstall();
 
     /* thread pool: every task runs exactly once, many times over */
     rein_set_threads(2);

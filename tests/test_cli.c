@@ -9,25 +9,9 @@
 #include "testutil.h"
 
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *bin;
-
-/* Run a shell command; capture stdout (and stderr when `merge`); return the exit status. */
-static int run(const char *cmd, int merge, rein_buf *out) {
-    char full[4096];
-    snprintf(full, sizeof full, "%s%s", cmd, merge ? " 2>&1" : " 2>/dev/null");
-    FILE *f = popen(full, "r");
-    if (!f) return -1;
-    rein_buf_clear(out);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) rein_buf_append(out, chunk, n);
-    rein_buf_append(out, "", 0);
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static char *fixture(const char *name) {
     char path[256];
@@ -48,22 +32,22 @@ int main(void) {
 
     /* help and usage errors need no model */
     snprintf(cmd, sizeof cmd, "%s --help", bin);
-    CHECK(run(cmd, 0, &out) == 0 && strstr(out.data, "generate") && strstr(out.data, "tokenize"));
+    CHECK(test_run(cmd, 0, &out) == 0 && strstr(out.data, "generate") && strstr(out.data, "tokenize"));
     const char *cmds[] = {"info", "tokenize", "generate", "chat"};
     for (int i = 0; i < 4; i++) {
         snprintf(cmd, sizeof cmd, "%s %s --help", bin, cmds[i]);
-        CHECKF(run(cmd, 0, &out) == 0 && strstr(out.data, "Usage: rein"), "%s --help", cmds[i]);
+        CHECKF(test_run(cmd, 0, &out) == 0 && strstr(out.data, "Usage: rein"), "%s --help", cmds[i]);
     }
     snprintf(cmd, sizeof cmd, "%s frobnicate", bin);
-    CHECK(run(cmd, 1, &out) == 2 && strstr(out.data, "unknown command 'frobnicate'"));
+    CHECK(test_run(cmd, 1, &out) == 2 && strstr(out.data, "unknown command 'frobnicate'"));
     snprintf(cmd, sizeof cmd, "%s generate -m /nonexistent.gguf -p hi", bin);
-    CHECK(run(cmd, 1, &out) == 1 && strstr(out.data, "/nonexistent.gguf"));
+    CHECK(test_run(cmd, 1, &out) == 1 && strstr(out.data, "/nonexistent.gguf"));
     snprintf(cmd, sizeof cmd, "%s generate -m /dev/null --temp hot -p hi", bin);
-    CHECK(run(cmd, 1, &out) == 2 && strstr(out.data, "--temp expects a number"));
+    CHECK(test_run(cmd, 1, &out) == 2 && strstr(out.data, "--temp expects a number"));
     snprintf(cmd, sizeof cmd, "%s generate -m /dev/null", bin);
-    CHECK(run(cmd, 1, &out) == 2 && strstr(out.data, "prompt is required"));
+    CHECK(test_run(cmd, 1, &out) == 2 && strstr(out.data, "prompt is required"));
     snprintf(cmd, sizeof cmd, "%s info /etc/hostname", bin);
-    CHECK(run(cmd, 1, &out) == 1 && strstr(out.data, "/etc/hostname"));
+    CHECK(test_run(cmd, 1, &out) == 1 && strstr(out.data, "/etc/hostname"));
 
     const char *model = test_default_model();
     if (!model) {
@@ -72,25 +56,25 @@ int main(void) {
     }
 
     snprintf(cmd, sizeof cmd, "%s info -m %s 2>&1 || %s info %s", bin, model, bin, model);
-    CHECK(run(cmd, 0, &out) == 0);
+    CHECK(test_run(cmd, 0, &out) == 0);
     CHECK(strstr(out.data, "llama") && strstr(out.data, "Q4_1") && strstr(out.data, "smollm") &&
           strstr(out.data, "30 layers") && strstr(out.data, "chatml"));
 
     /* ids from llama.cpp's tokenizer (llama-cpp-python, vocab_only) for the same strings */
     snprintf(cmd, sizeof cmd, "%s tokenize -m %s 'Hello world! 12345 café 🦙'", bin, model);
-    CHECK(run(cmd, 0, &out) == 0);
+    CHECK(test_run(cmd, 0, &out) == 0);
     CHECKF(!strcmp(out.data, "19556 905 17 216 33 34 35 36 37 37366 15107 116 243\n"), "got %s",
            out.data);
     snprintf(cmd, sizeof cmd, "%s tokenize -m %s --special '<|im_start|>user'", bin, model);
-    CHECK(run(cmd, 0, &out) == 0 && !strcmp(out.data, "1 4093\n"));
+    CHECK(test_run(cmd, 0, &out) == 0 && !strcmp(out.data, "1 4093\n"));
     snprintf(cmd, sizeof cmd, "%s tokenize -m %s --json 'Hi'", bin, model);
-    CHECK(run(cmd, 0, &out) == 0 && strstr(out.data, "\"piece\": \"Hi\""));
+    CHECK(test_run(cmd, 0, &out) == 0 && strstr(out.data, "\"piece\": \"Hi\""));
 
     /* greedy generation equals transformers' */
     char *want = fixture("raw_fox");
     snprintf(cmd, sizeof cmd, "%s generate -m %s -p 'The quick brown fox' -n 32 --temp 0", bin,
              model);
-    CHECK(run(cmd, 0, &out) == 0);
+    CHECK(test_run(cmd, 0, &out) == 0);
     CHECKF(want && out.len == strlen(want) + 1 && !strncmp(out.data, want, strlen(want)),
            "\n got: %s\nwant: %s", out.data, want ? want : "?");
     free(want);
@@ -98,7 +82,7 @@ int main(void) {
     snprintf(cmd, sizeof cmd,
              "%s generate -m %s --chat -p 'What is the capital of France?' -n 48 --temp 0", bin,
              model);
-    CHECK(run(cmd, 0, &out) == 0);
+    CHECK(test_run(cmd, 0, &out) == 0);
     CHECKF(want && !strncmp(out.data, want, strlen(want)) &&
                !strcmp(out.data + strlen(want), "\n"),
            "\n got: %s\nwant: %s", out.data, want ? want : "?");
@@ -109,7 +93,7 @@ int main(void) {
              "printf 'What is the capital of France?\\nAnd of Italy?\\n' | %s chat -m %s --temp 0 "
              "-n 48",
              bin, model);
-    CHECK(run(cmd, 0, &out) == 0);
+    CHECK(test_run(cmd, 0, &out) == 0);
     CHECKF(want && !strncmp(out.data, want, strlen(want)) && out.data[strlen(want)] == '\n' &&
                strlen(out.data) > strlen(want) + 2,
            "\n got: %s\nwant first line: %s", out.data, want ? want : "?");
@@ -119,11 +103,11 @@ int main(void) {
     /* same seed, same text; sampling flags are honoured */
     rein_buf out2 = {0};
     snprintf(cmd, sizeof cmd, "%s generate -m %s -p 'Once upon a time' -n 24 --seed 5", bin, model);
-    CHECK(run(cmd, 0, &out) == 0 && run(cmd, 0, &out2) == 0 && !strcmp(out.data, out2.data));
+    CHECK(test_run(cmd, 0, &out) == 0 && test_run(cmd, 0, &out2) == 0 && !strcmp(out.data, out2.data));
     /* a stop string ends the text before it */
     snprintf(cmd, sizeof cmd, "%s generate -m %s -p 'The quick brown fox' -n 32 --temp 0 --stop bear",
              bin, model);
-    CHECK(run(cmd, 0, &out) == 0 && !strcmp(out.data, " with a quick brown \n"));
+    CHECK(test_run(cmd, 0, &out) == 0 && !strcmp(out.data, " with a quick brown \n"));
     rein_buf_free(&out);
     rein_buf_free(&out2);
     return test_finish();

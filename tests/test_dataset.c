@@ -460,21 +460,6 @@ static void test_fuzz(void) {
     rein_buf_free(&deep);
 }
 
-/* An allocator that fails the n-th allocation and counts live blocks. */
-static long fail_at = -1, n_allocs, n_live;
-
-static void *failing_realloc(void *ud, void *ptr, size_t size) {
-    (void)ud;
-    if (size == 0) {
-        if (ptr) n_live--;
-        free(ptr);
-        return NULL;
-    }
-    if (fail_at >= 0 && n_allocs++ == fail_at) return NULL;
-    if (!ptr) n_live++;
-    return realloc(ptr, size);
-}
-
 static void test_alloc_failures(void) {
     rein_buf b = {0};
     if (rein_read_file(FIX "pref.jsonl", &b) != REIN_OK) {
@@ -487,10 +472,7 @@ static void test_alloc_failures(void) {
     int n_nomem = 0, n_other = 0;
     long k;
     for (k = 0; k < 100000; k++) {
-        fail_at = k;
-        n_allocs = 0;
-        n_live = 0;
-        rein_set_allocator(failing_realloc, NULL);
+        test_alloc_install(k + 1);
         rein_dataset_params p = rein_dataset_default_params();
         p.skip_bad = 1;
         rein_dataset *ds = NULL;
@@ -498,8 +480,8 @@ static void test_alloc_failures(void) {
         rein_status st = rein_dataset_parse("a.jsonl", extra.data, extra.len, &p, &ds, &problems);
         rein_dataset_free(ds);
         rein_buf_free(&problems);
-        long live = n_live;
-        rein_set_allocator(NULL, NULL);
+        long live = test_alloc_live();
+        test_alloc_uninstall();
         if (live != 0) {
             CHECKF(0, "failing allocation %ld: %ld blocks leaked (status %s)", k, live,
                    rein_status_str(st));
@@ -514,7 +496,6 @@ static void test_alloc_failures(void) {
     printf("allocation failures: %d points, each REIN_ERR_NOMEM, no leak\n", n_nomem);
     CHECKF(n_other == 0 && n_nomem > 10, "%d NOMEM, %d other statuses over %ld allocations",
            n_nomem, n_other, k);
-    fail_at = -1;
     rein_buf_free(&b);
     rein_buf_free(&extra);
 }

@@ -462,20 +462,6 @@ static void test_bos(const vocab *tiny) {
 }
 
 /* Allocation failures: every one reported as REIN_ERR_NOMEM, nothing leaked. */
-static long fail_at = -1, n_allocs, n_live;
-
-static void *failing_realloc(void *ud, void *ptr, size_t size) {
-    (void)ud;
-    if (size == 0) {
-        if (ptr) n_live--;
-        free(ptr);
-        return NULL;
-    }
-    if (fail_at >= 0 && n_allocs++ == fail_at) return NULL;
-    if (!ptr) n_live++;
-    return realloc(ptr, size);
-}
-
 static void test_alloc_failures(const vocab *v) {
     rein_dataset *ds = NULL;
     CHECK_OK(rein_dataset_read(FIX "pref.jsonl", NULL, &ds, NULL));
@@ -486,16 +472,14 @@ static void test_alloc_failures(const vocab *v) {
     int n_nomem = 0, n_other = 0;
     long k;
     for (k = 0; k < 100000; k++) {
-        fail_at = k;
-        n_allocs = n_live = 0;
-        rein_set_allocator(failing_realloc, NULL);
+        test_alloc_install(k + 1);
         rein_example_set *set = NULL;
         rein_buf problems = {0};
         rein_status st = rein_examples_build(ds, &p, &set, &problems);
         rein_example_set_free(set);
         rein_buf_free(&problems);
-        long live = n_live;
-        rein_set_allocator(NULL, NULL);
+        long live = test_alloc_live();
+        test_alloc_uninstall();
         if (live) {
             CHECKF(0, "failing allocation %ld: %ld blocks leaked", k, live);
             break;

@@ -704,17 +704,6 @@ static void test_hostile(void) {
 
 /* ---- 4. allocation failures --------------------------------------------------------------- */
 
-static int n_allocs, fail_at;
-static void *failing_realloc(void *ud, void *p, size_t size) {
-    (void)ud;
-    if (size == 0) {
-        free(p);
-        return NULL;
-    }
-    if (++n_allocs == fail_at) return NULL;
-    return realloc(p, size);
-}
-
 /* Build and write a small file through the writer (every step may fail). */
 static rein_status write_small(const char *path) {
     rein_gguf_writer *w;
@@ -735,11 +724,9 @@ static rein_status write_small(const char *path) {
 
 static void test_alloc_failures(void) {
     const char *path = tmp_path("alloc.gguf");
-    rein_set_allocator(failing_realloc, NULL);
     int i, ok = 0;
     for (i = 1; i < 200 && !ok; i++) {
-        n_allocs = 0;
-        fail_at = i;
+        test_alloc_install(i);
         rein_status st = write_small(path);
         if (st == REIN_OK)
             ok = 1;
@@ -750,8 +737,7 @@ static void test_alloc_failures(void) {
     int write_allocs = i - 1;
     ok = 0;
     for (i = 1; i < 200 && !ok; i++) {
-        n_allocs = 0;
-        fail_at = i;
+        test_alloc_install(i);
         rein_gguf *g = (rein_gguf *)&g;
         rein_status st = rein_gguf_open(FIXTURE, &g);
         if (st == REIN_OK) {
@@ -763,7 +749,7 @@ static void test_alloc_failures(void) {
         }
     }
     CHECKF(ok, "opening never succeeded");
-    rein_set_allocator(NULL, NULL);
+    test_alloc_uninstall();
     printf("allocation failures: writer survived %d, reader %d failure points\n", write_allocs - 1,
            i - 2);
     /* what the writer wrote after all those failures is a good file */

@@ -9,7 +9,6 @@
 #include "testutil.h"
 
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *bin;
@@ -18,18 +17,9 @@ static char data[256];
 
 static int run(const char *env, const char *args, rein_buf *out) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s sft -m %s --data %s --plain %s 2>&1", env ? env : "", bin,
-             model, data, args);
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
-    rein_buf_clear(out);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) rein_buf_append(out, chunk, n);
-    rein_buf_append(out, "", 0);
-    int st = pclose(f);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    snprintf(cmd, sizeof cmd, "%s %s sft -m %s --data %s --plain %s", env ? env : "", bin, model,
+             data, args);
+    return test_run(cmd, 1, out);
 }
 
 /* The loss string of each step in dir/metrics.jsonl (the last line of a step wins, since a resumed
@@ -172,17 +162,11 @@ int main(void) {
           "not json\n", f);
     fclose(f);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s sft -m %s --data %s --out %s/badrun 2>&1", bin, model, bad,
+    snprintf(cmd, sizeof cmd, "%s sft -m %s --data %s --out %s/badrun", bin, model, bad,
              test_tmpdir());
-    FILE *p = popen(cmd, "r");
-    rein_buf_clear(&out);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) rein_buf_append(&out, chunk, n);
-    rein_buf_append(&out, "", 0);
-    int rc = pclose(p);
-    CHECKF(WEXITSTATUS(rc) == 1 && strstr(out.data, "bad.jsonl:2") && strstr(out.data, "bad.jsonl:3"),
-           "%s", out.data);
+    int rc = test_run(cmd, 1, &out);
+    CHECKF(rc == 1 && strstr(out.data, "bad.jsonl:2") && strstr(out.data, "bad.jsonl:3"), "%s",
+           out.data);
     rein_buf_free(&out);
     return test_finish();
 }

@@ -12,17 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_allocs, fail_at;
-static void *counting_realloc(void *ud, void *p, size_t size) {
-    (void)ud;
-    if (size == 0) {
-        free(p);
-        return NULL;
-    }
-    if (fail_at && ++n_allocs == fail_at) return NULL;
-    return realloc(p, size);
-}
-
 /* The 256 byte tokens first (id = byte), then extra pieces. */
 typedef struct vocab_spec {
     const char *model, *pre;
@@ -151,7 +140,7 @@ static void test_pretok(void) {
 }
 
 int main(void) {
-    rein_set_allocator(counting_realloc, NULL);
+    test_alloc_install(0);
     test_byte_map();
     test_pretok();
 
@@ -244,13 +233,12 @@ int main(void) {
     rein_tokenizer_free(t);
     int failures = 0, k;
     for (k = 1; k < 10000; k++) {
-        n_allocs = 0;
-        fail_at = k;
+        test_alloc_install(k);
         rein_tokenizer *tt = NULL;
         rein_status st = rein_tokenizer_from_gguf(g, &tt);
         rein_tokens ids = {0};
         if (st == REIN_OK) st = rein_tokenize(tt, text, strlen(text), 0, &ids);
-        int reached = n_allocs >= k;
+        int reached = test_alloc_count() >= k;
         int same = st == REIN_OK && ids.n == want.n && !memcmp(ids.ids, want.ids, 4 * want.n);
         rein_tokens_free(&ids);
         rein_tokenizer_free(tt);
@@ -259,7 +247,7 @@ int main(void) {
                rein_last_error());
         failures += st == REIN_ERR_NOMEM;
     }
-    fail_at = 0;
+    test_alloc_install(0);
     printf("out of memory: %d of %d allocation points fail cleanly, the others are recovered\n",
            failures, k - 1);
     CHECK(failures > 10 && k < 10000);

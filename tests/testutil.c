@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int test_failures;
@@ -61,4 +62,54 @@ const char *test_tmpdir(void) {
         }
     }
     return dir;
+}
+
+static long alloc_fail_at, alloc_count, alloc_live;
+
+static void *failing_realloc(void *ud, void *p, size_t size) {
+    (void)ud;
+    if (size == 0) {
+        if (p) alloc_live--;
+        free(p);
+        return NULL;
+    }
+    if (++alloc_count == alloc_fail_at) return NULL;
+    void *q = realloc(p, size);
+    if (q && !p) alloc_live++;
+    return q;
+}
+
+void test_alloc_install(long fail_at) {
+    alloc_fail_at = fail_at;
+    alloc_count = alloc_live = 0;
+    rein_set_allocator(failing_realloc, NULL);
+}
+
+void test_alloc_uninstall(void) {
+    rein_set_allocator(NULL, NULL);
+}
+
+long test_alloc_count(void) {
+    return alloc_count;
+}
+
+long test_alloc_live(void) {
+    return alloc_live;
+}
+
+int test_run(const char *cmd, int merge_stderr, rein_buf *out) {
+    char *full = malloc(strlen(cmd) + 16);
+    if (!full) return -1;
+    sprintf(full, "%s%s", cmd, merge_stderr ? " 2>&1" : " 2>/dev/null");
+    FILE *f = popen(full, "r");
+    free(full);
+    if (!f) return -1;
+    rein_buf_clear(out);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) rein_buf_append(out, chunk, n);
+    rein_buf_append(out, "", 0);
+    int st = pclose(f);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

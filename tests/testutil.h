@@ -54,6 +54,17 @@ void test_check_err(rein_status got, rein_status want, const char *needle, const
 int test_finish(void);
 void test_skip(const char *why) __attribute__((noreturn));
 
+/* A failing allocator for tests of out-of-memory paths: installed with rein_set_allocator, it
+ * counts allocations and live blocks and fails the fail_at-th allocation (1-based; 0 = never). */
+void test_alloc_install(long fail_at);
+void test_alloc_uninstall(void); /* back to the C library's */
+long test_alloc_count(void);     /* allocations since install */
+long test_alloc_live(void);      /* blocks allocated and not yet freed since install */
+
+/* Run a shell command; capture its stdout (and stderr when merge_stderr) into *out (NUL-terminated).
+ * Returns its exit status, or 128 + the signal that killed it, or -1 if it could not start. */
+int test_run(const char *cmd, int merge_stderr, rein_buf *out);
+
 /* Path of the shared data folder (../shared/data, or $REIN_SHARED_DATA); NULL if absent. */
 const char *test_shared_data(void);
 /* Path of the default model if downloaded (models/..., or $REIN_MODEL); NULL if absent. */
