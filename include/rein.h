@@ -355,7 +355,13 @@ typedef struct rein_model_config {
 
 typedef struct rein_model rein_model;
 
-/* Load a model (weights dequantized to f32 into one arena) and its tokenizer and chat template. */
+/* Load a model (weights dequantized to f32 into one arena) and its tokenizer and chat template.
+ * Training and prefill use the f32 arena; a forward over few rows (decoding) reads the file's own
+ * blocks instead (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, F16, BF16, F32, memory-mapped, no copy),
+ * dequantized in registers to the very values the arena holds, so decoding is bound by the file's
+ * size, not by an f32 copy, and gives the prefill's results. Once the weights change (LoRA merge,
+ * full fine-tuning) decoding falls back to the arena; an active LoRA adapter runs on top of
+ * either. */
 rein_status rein_model_load(const char *path, rein_model **out);
 void rein_model_free(rein_model *m);
 
@@ -496,6 +502,48 @@ typedef int (*rein_text_fn)(void *ud, const char *text, size_t len);
 rein_status rein_generate(rein_model *m, rein_kv_cache *kv, int seq, const int32_t *prompt,
                           size_t n_prompt, const rein_generate_params *p, rein_text_fn on_text,
                           void *ud, rein_buf *out, rein_tokens *out_ids);
+
+
+/* Why one sequence of rein_generate_batch ended. */
+typedef enum rein_stop_reason {
+    REIN_STOP_MAX_TOKENS = 0, /* max_tokens were sampled */
+    REIN_STOP_EOG,            /* an end-of-generation token was sampled (stop_at_eog) */
+    REIN_STOP_STRING,         /* a stop string appeared in the text */
+    REIN_STOP_CONTEXT,        /* the sequence filled its n_ctx positions of the KV cache */
+} rein_stop_reason;
+
+/* One sequence's output of rein_generate_batch. Zero-initialise it ({0}); the owner frees it
+ * with rein_generate_result_free (which leaves it zeroed, ready for reuse). */
+typedef struct rein_generate_result {
+    rein_tokens ids;  /* every sampled token in order: unlike rein_generate's out_ids this keeps a
+                       * final end-of-generation token (stop == REIN_STOP_EOG), since PPO trains
+                       * on it; with REIN_STOP_STRING the last id is the one completing the stop */
+    float *logprobs;  /* (ids.n) log p(ids[i] | what came before) under the model itself: the log
+                       * softmax of the raw logits (temperature 1, before repetition penalty,
+                       * top-k/p and min-p), as the training forward computes it */
+    rein_buf text;    /* the text of ids: the end-of-generation token not rendered, cut before a
+                       * stop string; exactly what rein_generate writes to *out */
+    rein_stop_reason stop;
+} rein_generate_result;
+
+void rein_generate_result_free(rein_generate_result *r);
+
+/* Sample n_samples continuations of each of n_prompts prompts, all sequences decoded together
+ * (one forward pass of the active sequences per step: the rollout engine of PPO and
+ * self-alignment). Result i (0 <= i < n_prompts * n_samples) is sample i % n_samples of prompt
+ * i / n_samples and uses sequence i of kv, which must have at least n_prompts * n_samples
+ * sequences and room for the longest prompt (those sequences are cleared first; afterwards each
+ * holds its prompt and the tokens fed back, as rein_generate leaves its one). Each prompt is run
+ * once and its KV copied to its other samples (rein_kv_cache_copy). Sequence i samples with its
+ * own sampler seeded p->sampler.seed + i; every other setting of *p (sampler, max_tokens, stop
+ * strings, stop_at_eog) applies to each sequence, and each stops on its own. The results equal
+ * running each sequence alone through rein_generate with seed p->sampler.seed + i, token for
+ * token (the forward pass computes a row the same way whatever else is in the batch).
+ * p->stats, if set, gets the totals (prefill: the prompts; decode: the rest). results holds
+ * n_prompts * n_samples zero-initialised or freed entries; on error they are left freed. */
+rein_status rein_generate_batch(rein_model *m, rein_kv_cache *kv, const int32_t *const *prompts,
+                                const size_t *n_prompt, int n_prompts, int n_samples,
+                                const rein_generate_params *p, rein_generate_result *results);
 
 #ifdef __cplusplus
 }

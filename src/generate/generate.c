@@ -5,6 +5,7 @@
  * string. When a stop string appears, the text before it is the answer and generation ends.
  */
 #include "base/base.h"
+#include "generate/stop.h"
 #include "model/model.h"
 
 #include <string.h>
@@ -43,11 +44,21 @@ static size_t utf8_incomplete_tail(const char *text, size_t len) {
     return 0;
 }
 
-/* Find the earliest stop string in text[from..len); its start, or -1. */
-static int64_t find_stop(const char *text, size_t len, size_t from, const rein_generate_params *p) {
+size_t rein_stop_search_from(size_t before, const char *const *stop, size_t n_stop) {
+    size_t from = before;
+    for (size_t s = 0; s < n_stop; s++) {
+        size_t sl = strlen(stop[s]);
+        if (before + 1 >= sl) from = REIN_MIN(from, before + 1 - sl);
+        else from = 0;
+    }
+    return from;
+}
+
+int64_t rein_stop_find(const char *text, size_t len, size_t from, const char *const *stop,
+                       size_t n_stop) {
     int64_t best = -1;
-    for (size_t s = 0; s < p->n_stop; s++) {
-        const char *hit = memmem(text + from, len - from, p->stop[s], strlen(p->stop[s]));
+    for (size_t s = 0; s < n_stop; s++) {
+        const char *hit = memmem(text + from, len - from, stop[s], strlen(stop[s]));
         if (hit && (best < 0 || hit - text < best)) best = hit - text;
     }
     return best;
@@ -101,15 +112,8 @@ rein_status rein_generate(rein_model *m, rein_kv_cache *kv, int seq, const int32
         if (out_ids && (st = rein_tokens_push(out_ids, id))) break;
         size_t before = text.len;
         if ((st = rein_token_to_bytes(tok, id, 0, &text))) break;
-        /* a stop string may begin up to (its length - 1) bytes before the new piece */
-        size_t from = before;
-        for (size_t s = 0; s < p->n_stop; s++) {
-            size_t sl = strlen(p->stop[s]);
-            if (before + 1 >= sl) from = REIN_MIN(from, before + 1 - sl);
-            else from = 0;
-        }
-        from = REIN_MAX(from, emitted);
-        int64_t hit = p->n_stop ? find_stop(text.data, text.len, from, p) : -1;
+        size_t from = REIN_MAX(rein_stop_search_from(before, p->stop, p->n_stop), emitted);
+        int64_t hit = p->n_stop ? rein_stop_find(text.data, text.len, from, p->stop, p->n_stop) : -1;
         size_t final_len;
         if (hit >= 0) {
             text.len = (size_t)hit;

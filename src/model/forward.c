@@ -8,14 +8,43 @@
  *   logits = rmsnorm(x) Wout^T, for the rows asked for.
  * All of a layer's keys and values are written to the cache before its attention runs, so tokens
  * of one sequence in the same batch see each other causally and other sequences not at all.
+ *
+ * Up to REIN_DECODE_ROWS tokens (decoding) take the decode path: the linear layers read the
+ * decode view (the file's quantized blocks while the weights are the file's) through
+ * rein_qmatmul_nt, q/k/v and gate/up in one pass each, and every row is computed as it would be
+ * alone, so batched decoding gives each sequence its own tokens. Larger batches (prefill) use the
+ * f32 arena and the blocked matrix product. The output head always takes the decode kernels when
+ * few rows want logits (a prompt's last token).
  */
 #include "base/base.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/qmatmul.h"
 #include "model/model.h"
 
 #include <math.h>
 #include <string.h>
+
+/* The decode path of linear layers first .. first+count-1 of layer l, which share the input x
+ * (n, in): y[i] (n, out_i) (+)= x W_i^T through the decode weights in one pass, then each active
+ * LoRA adapter on top (t = x A^T, scaled, y += t B^T), row by row as well. */
+static void linear_decode(rein_model *m, int l, int first, int count, float *const *y,
+                          const float *x, int n, int accumulate) {
+    rein_qweight w[3];
+    for (int i = 0; i < count; i++) w[i] = rein_model_decode_weight(m, l, first + i);
+    rein_qmatmul_nt_multi(y, x, w, count, n, accumulate);
+    for (int i = 0; i < count; i++) {
+        const rein_lora_linear *ll = rein_lora_active(m, l, first + i);
+        if (!ll) continue;
+        const int r = m->lora->p.rank, in = w[i].cols, out = w[i].rows;
+        float *t = m->ws.lora_tmp;
+        rein_qweight A = {REIN_TYPE_F32, ll->A, (int64_t)in * 4, r, in};
+        rein_qweight B = {REIN_TYPE_F32, ll->B, (int64_t)r * 4, out, r};
+        rein_qmatmul_nt(t, x, &A, n, 0);
+        for (int64_t k = 0; k < (int64_t)n * r; k++) t[k] *= m->lora->scale;
+        rein_qmatmul_nt(y[i], t, &B, n, 1);
+    }
+}
 
 rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *tokens,
                                const int32_t *seq, size_t n_tokens, const uint8_t *want_logits,
@@ -56,13 +85,19 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
         memcpy(w->x + (int64_t)i * dim, m->tok_embd + (int64_t)tokens[i] * dim,
                sizeof(float) * (size_t)dim);
     const float scale = 1.0f / sqrtf((float)hd);
+    const int decode = n <= REIN_DECODE_ROWS;
 
     for (int l = 0; l < c->n_layers; l++) {
         const rein_layer *L = &m->layers[l];
         rein_rmsnorm_forward(w->xb, w->x, L->attn_norm, n, dim, c->rms_eps);
-        rein_linear_forward(m, l, REIN_LIN_Q, w->q, w->xb, n, 0, NULL, w->lora_tmp);
-        rein_linear_forward(m, l, REIN_LIN_K, w->k, w->xb, n, 0, NULL, w->lora_tmp);
-        rein_linear_forward(m, l, REIN_LIN_V, w->v, w->xb, n, 0, NULL, w->lora_tmp);
+        if (decode) {
+            float *qkv[3] = {w->q, w->k, w->v};
+            linear_decode(m, l, REIN_LIN_Q, 3, qkv, w->xb, n, 0);
+        } else {
+            rein_linear_forward(m, l, REIN_LIN_Q, w->q, w->xb, n, 0, NULL, w->lora_tmp);
+            rein_linear_forward(m, l, REIN_LIN_K, w->k, w->xb, n, 0, NULL, w->lora_tmp);
+            rein_linear_forward(m, l, REIN_LIN_V, w->v, w->xb, n, 0, NULL, w->lora_tmp);
+        }
         rein_rope_forward(w->q, w->pos, n, c->n_heads, hd, c->rope_dim, c->rope_base,
                           m->rope_freqs);
         rein_rope_forward(w->k, w->pos, n, c->n_kv_heads, hd, c->rope_dim, c->rope_base,
@@ -78,13 +113,20 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
         }
         rein_attention_forward(w->att, w->q, n, c->n_heads, c->n_kv_heads, hd, w->kp, w->vp,
                                w->n_keys, kv_dim, scale);
-        rein_linear_forward(m, l, REIN_LIN_O, w->x, w->att, n, 1, NULL, w->lora_tmp);
+        if (decode) linear_decode(m, l, REIN_LIN_O, 1, &w->x, w->att, n, 1);
+        else rein_linear_forward(m, l, REIN_LIN_O, w->x, w->att, n, 1, NULL, w->lora_tmp);
 
         rein_rmsnorm_forward(w->xb, w->x, L->ffn_norm, n, dim, c->rms_eps);
-        rein_linear_forward(m, l, REIN_LIN_GATE, w->gate, w->xb, n, 0, NULL, w->lora_tmp);
-        rein_linear_forward(m, l, REIN_LIN_UP, w->up, w->xb, n, 0, NULL, w->lora_tmp);
+        if (decode) {
+            float *gu[2] = {w->gate, w->up};
+            linear_decode(m, l, REIN_LIN_GATE, 2, gu, w->xb, n, 0);
+        } else {
+            rein_linear_forward(m, l, REIN_LIN_GATE, w->gate, w->xb, n, 0, NULL, w->lora_tmp);
+            rein_linear_forward(m, l, REIN_LIN_UP, w->up, w->xb, n, 0, NULL, w->lora_tmp);
+        }
         rein_swiglu_forward(w->gate, w->gate, w->up, (int64_t)n * c->ffn_dim);
-        rein_linear_forward(m, l, REIN_LIN_DOWN, w->x, w->gate, n, 1, NULL, w->lora_tmp);
+        if (decode) linear_decode(m, l, REIN_LIN_DOWN, 1, &w->x, w->gate, n, 1);
+        else rein_linear_forward(m, l, REIN_LIN_DOWN, w->x, w->gate, n, 1, NULL, w->lora_tmp);
     }
     for (int i = 0; i < n; i++) kv->len[seq[i]] = REIN_MAX(kv->len[seq[i]], w->pos[i] + 1);
 
@@ -93,7 +135,12 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
         for (int r = 0; r < n_rows; r++)
             rein_rmsnorm_forward(w->xb + (int64_t)r * dim, w->x + (int64_t)w->rows[r] * dim,
                                  m->out_norm, 1, dim, c->rms_eps);
-        rein_matmul_nt(logits, w->xb, m->output, n_rows, dim, c->n_vocab, 0);
+        if (n_rows <= REIN_DECODE_ROWS) {
+            rein_qweight head = rein_model_decode_weight(m, 0, REIN_LIN_COUNT);
+            rein_qmatmul_nt(logits, w->xb, &head, n_rows, 0);
+        } else {
+            rein_matmul_nt(logits, w->xb, m->output, n_rows, dim, c->n_vocab, 0);
+        }
     }
     return REIN_OK;
 }

@@ -131,6 +131,7 @@ rein_status rein_lora_merge(rein_model *m) {
             rein_free(Bs);
         }
     rein_lora_detach(m);
+    rein_model_weights_changed(m); /* decoding must read the merged arena, not the file */
     return REIN_OK;
 }
 

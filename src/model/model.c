@@ -5,7 +5,8 @@
  * wrong file is reported by name ("blk.3.ffn_up.weight: shape (1536, 512), expected (1536, 576)")
  * rather than read out of bounds. Weights are dequantized to f32 into one arena. Q and K are used
  * as GGUF stores them (rows permuted so that rotary pairs are adjacent); the rotary kernel works
- * on adjacent pairs accordingly.
+ * on adjacent pairs accordingly. Beside the arena, the model keeps a decode view: pointers to the
+ * file's own blocks of every linear weight, which decoding reads instead of the f32 copy.
  */
 #include "model/model.h"
 #include "base/base.h"
@@ -210,6 +211,54 @@ static rein_status load_weights(rein_model *m) {
     return st;
 }
 
+/* The decode view: every linear weight and the output head as the file stores them, where the
+ * decode kernels read that type (else the arena, as F32). */
+static rein_status decode_view_init(rein_model *m) {
+    static const char *const names[REIN_LIN_COUNT] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                                      "ffn_gate", "ffn_up", "ffn_down"};
+    const rein_model_config *c = &m->cfg;
+    int n = c->n_layers * REIN_LIN_COUNT + 1;
+    m->dview = rein_calloc((size_t)n, sizeof *m->dview);
+    if (!m->dview) return REIN_ERR_NOMEM;
+    for (int i = 0; i < n; i++) {
+        int l = i / REIN_LIN_COUNT, which = i % REIN_LIN_COUNT;
+        char nm[64];
+        const float *arena;
+        int rows, cols;
+        if (i == n - 1) {
+            snprintf(nm, sizeof nm, "%s", c->tied_head ? "token_embd.weight" : "output.weight");
+            arena = m->output, rows = c->n_vocab, cols = c->dim;
+        } else {
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, names[which]);
+            arena = rein_model_linear_weight(m, l, which, &rows, &cols);
+        }
+        const rein_gguf_tensor *t = rein_gguf_find_tensor(m->gguf, nm);
+        REIN_ASSERT(t && t->n_elements == (int64_t)rows * cols); /* checked by load_weights */
+        if (rein_qmatmul_supports(t->type) && cols % rein_type_block_size(t->type) == 0)
+            m->dview[i] = (rein_qweight){t->type, t->data, (int64_t)(t->n_bytes / (size_t)rows),
+                                         rows, cols};
+        else
+            m->dview[i] = (rein_qweight){REIN_TYPE_F32, arena, (int64_t)cols * 4, rows, cols};
+    }
+    m->dview_valid = 1;
+    return REIN_OK;
+}
+
+void rein_model_weights_changed(rein_model *m) {
+    m->dview_valid = 0;
+}
+
+rein_qweight rein_model_decode_weight(const rein_model *m, int l, int which) {
+    const rein_model_config *c = &m->cfg;
+    int i = which == REIN_LIN_COUNT ? c->n_layers * REIN_LIN_COUNT : l * REIN_LIN_COUNT + which;
+    if (m->dview_valid) return m->dview[i];
+    int rows, cols;
+    const float *w;
+    if (which == REIN_LIN_COUNT) w = m->output, rows = c->n_vocab, cols = c->dim;
+    else w = rein_model_linear_weight(m, l, which, &rows, &cols);
+    return (rein_qweight){REIN_TYPE_F32, w, (int64_t)cols * 4, rows, cols};
+}
+
 rein_status rein_model_load(const char *path, rein_model **out) {
     *out = NULL;
     rein_model *m = rein_calloc(1, sizeof *m);
@@ -217,6 +266,7 @@ rein_status rein_model_load(const char *path, rein_model **out) {
     rein_status st = rein_gguf_open(path, &m->gguf);
     if (!st) st = rein_model_config_from_gguf(m->gguf, &m->cfg);
     if (!st) st = load_weights(m);
+    if (!st) st = decode_view_init(m);
     if (!st && rein_gguf_find_kv(m->gguf, "tokenizer.ggml.model") >= 0) {
         st = rein_tokenizer_from_gguf(m->gguf, &m->tok);
         const char *tmpl = NULL;
@@ -264,6 +314,7 @@ void rein_model_free(rein_model *m) {
     rein_tokenizer_free(m->tok);
     rein_free_aligned(m->arena);
     rein_free(m->layers);
+    rein_free(m->dview);
     rein_gguf_free(m->gguf);
     rein_free(m);
 }

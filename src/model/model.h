@@ -8,6 +8,7 @@
 #ifndef REIN_MODEL_MODEL_H
 #define REIN_MODEL_MODEL_H
 
+#include "kernels/qmatmul.h"
 #include "rein.h"
 
 typedef struct rein_layer {
@@ -63,6 +64,11 @@ typedef struct rein_lora {
     int64_t n_floats;        /* of A and B (the trainable parameters) */
 } rein_lora;
 
+/* Forward passes over at most this many tokens (decoding, batched decoding, short prompts) take
+ * the decode path: every linear layer through rein_qmatmul_nt, which computes each row the same
+ * way whatever else is in the batch, reading the decode view below while it is valid. */
+#define REIN_DECODE_ROWS 32
+
 struct rein_model {
     rein_model_config cfg;
     rein_gguf *gguf;
@@ -77,7 +83,22 @@ struct rein_model {
     rein_layer *layers;           /* (n_layers) */
     rein_lora *lora;              /* attached adapters, or NULL */
     rein_workspace ws;
+    /* The decode view: each linear weight as the file stores it (pointers into the mapping, no
+     * copy), (n_layers * REIN_LIN_COUNT) in layer order, then the output head. The values are
+     * those of the arena, so the decode path reads whichever is fewer bytes; once the arena's
+     * weights change (rein_model_weights_changed) it reads the arena. */
+    rein_qweight *dview;
+    int dview_valid;
 };
+
+/* Say that the f32 weights were changed in place (an optimizer step, a LoRA merge, a loaded
+ * checkpoint): decoding stops reading the file's blocks and reads the arena from now on. */
+void rein_model_weights_changed(rein_model *m);
+
+/* The weight the decode path reads for linear `which` of layer l, or with which ==
+ * REIN_LIN_COUNT the output head (l ignored): the file's blocks while the view is valid, else the
+ * arena as F32. */
+rein_qweight rein_model_decode_weight(const rein_model *m, int l, int which);
 
 /* The weight of linear layer `which` of layer l, with its (out, in) shape. */
 float *rein_model_linear_weight(const rein_model *m, int l, int which, int *out_dim, int *in_dim);

@@ -1,0 +1,375 @@
+/* qmatmul.c - decoding's matrix products: few activation rows times weights in their file types.
+ *
+ * The work is split over the rows of W (out): a task takes a run of rows of one weight of the
+ * call and multiplies them, four at a time, by the activation rows, up to four at a time. The
+ * reduction goes in chunks of 32 elements (one block of the 32-element formats, one sub-block of
+ * the 256-element K formats): a chunk of each of the four weight rows is dequantized into two
+ * registers, exactly as quant.c's scalar code computes it (same operations in the same order, no
+ * contraction), and multiplied into one accumulator per (activation row, weight row). The
+ * accumulator of an output only ever sees its own chunks in reduction order, then one horizontal
+ * sum, so grouping rows differently (another N, another thread count) cannot change a bit.
+ *
+ * F32, F16 and BF16 rows may end in a partial chunk; it is copied into a zero-padded chunk. The
+ * block formats always fill their chunks (the loader checks that rows hold whole blocks).
+ */
+#include "kernels/qmatmul.h"
+#include "base/base.h"
+#include "kernels/matmul.h"
+#include "kernels/quant.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define CH 32      /* reduction chunk */
+#define RW 4       /* weight rows per tile */
+#define RN 4       /* activation rows per tile */
+#define MAX_W 8    /* weights of one multi call */
+#define PORT_N 16  /* activation rows per pass of the portable path */
+
+int rein_qmatmul_supports(int type) {
+    switch (type) {
+    case REIN_TYPE_F32: case REIN_TYPE_F16: case REIN_TYPE_BF16: case REIN_TYPE_Q8_0:
+    case REIN_TYPE_Q4_0: case REIN_TYPE_Q4_1: case REIN_TYPE_Q4_K: case REIN_TYPE_Q6_K:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static float fp16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return rein_fp16_to_fp32(h);
+}
+
+/* ---- plain reference and portable path ---------------------------------------------------- */
+
+void rein_qmatmul_nt_ref(float *y, const float *x, const rein_qweight *w, int N, int accumulate) {
+    const int K = w->cols, M = w->rows;
+    float *row = rein_malloc(sizeof(float) * (size_t)(K ? K : 1));
+    REIN_ASSERT(row != NULL);
+    for (int j = 0; j < M; j++) {
+        rein_status st = rein_dequantize(w->type, (const uint8_t *)w->data + j * w->row_bytes, row, K);
+        REIN_ASSERT(st == REIN_OK);
+        for (int i = 0; i < N; i++) {
+            float s = 0;
+            for (int k = 0; k < K; k++) s += x[(int64_t)i * K + k] * row[k];
+            float *yo = y + (int64_t)i * M + j;
+            *yo = accumulate ? *yo + s : s;
+        }
+    }
+    rein_free(row);
+}
+
+typedef struct qjob {
+    float *const *y;
+    const float *x;
+    const rein_qweight *w;
+    int n_w, N, acc, per;
+    int fast;             /* AVX-512 path */
+    int first[MAX_W + 1]; /* first task of each weight; first[n_w] = number of tasks */
+} qjob;
+
+/* Portable: each weight row dequantized piece by piece (whole blocks), then a sequential dot
+ * product per activation row, as the reference does, for PORT_N activation rows at a time. */
+static void rows_portable(const qjob *j, const rein_qweight *w, float *y, int r0, int r1) {
+    enum { PIECE = 2048 }; /* a multiple of every block size */
+    float buf[PIECE], s[PORT_N];
+    const int K = w->cols, M = w->rows, bs = rein_type_block_size(w->type);
+    const size_t bb = rein_type_block_bytes(w->type);
+    for (int i0 = 0; i0 < j->N; i0 += PORT_N) {
+        int ni = REIN_MIN(PORT_N, j->N - i0);
+        for (int r = r0; r < r1; r++) {
+            const uint8_t *wr = (const uint8_t *)w->data + r * w->row_bytes;
+            for (int i = 0; i < ni; i++) s[i] = 0;
+            for (int k0 = 0; k0 < K; k0 += PIECE) {
+                int kn = REIN_MIN(PIECE, K - k0);
+                rein_dequantize(w->type, wr + (size_t)(k0 / bs) * bb, buf, kn);
+                for (int i = 0; i < ni; i++) {
+                    const float *xi = j->x + (int64_t)(i0 + i) * K + k0;
+                    float acc = s[i];
+                    for (int k = 0; k < kn; k++) acc += xi[k] * buf[k];
+                    s[i] = acc;
+                }
+            }
+            for (int i = 0; i < ni; i++) {
+                float *yo = y + (int64_t)(i0 + i) * M + r;
+                *yo = j->acc ? *yo + s[i] : s[i];
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+/* ---- AVX-512 -------------------------------------------------------------------------------- */
+
+#define AVX512 __attribute__((target("avx512f,avx512vl,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline))
+
+AVX512 INLINE __m512i u8x16(const uint8_t *p) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+}
+
+AVX512 INLINE __m512 cvt(__m512i v) {
+    return _mm512_cvtepi32_ps(v);
+}
+
+/* The 6-bit scale and min of sub-block j of a Q4_K block (quant.c's q4k_scale_min). */
+INLINE void q4k_sm(int j, const uint8_t *s, int *sc, int *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* Chunk c (elements 32c .. 32c+31) of a weight row of `type`, as two vectors. */
+AVX512 INLINE void deq(int type, const uint8_t *row, int c, __m512 *lo, __m512 *hi) {
+    const __m512i m4 = _mm512_set1_epi32(15);
+    switch (type) {
+    case REIN_TYPE_F32: {
+        const float *f = (const float *)row + (int64_t)c * CH;
+        *lo = _mm512_loadu_ps(f);
+        *hi = _mm512_loadu_ps(f + 16);
+        break;
+    }
+    case REIN_TYPE_F16: {
+        const uint8_t *b = row + (int64_t)c * 64;
+        *lo = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
+        *hi = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 32)));
+        break;
+    }
+    case REIN_TYPE_BF16: {
+        const uint8_t *b = row + (int64_t)c * 64;
+        __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)b));
+        __m512i d = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(b + 32)));
+        *lo = _mm512_castsi512_ps(_mm512_slli_epi32(a, 16));
+        *hi = _mm512_castsi512_ps(_mm512_slli_epi32(d, 16));
+        break;
+    }
+    case REIN_TYPE_Q8_0: {
+        const uint8_t *b = row + (int64_t)c * 34;
+        __m512 d = _mm512_set1_ps(fp16_at(b));
+        *lo = _mm512_mul_ps(cvt(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)))), d);
+        *hi = _mm512_mul_ps(cvt(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))), d);
+        break;
+    }
+    case REIN_TYPE_Q4_0: {
+        const uint8_t *b = row + (int64_t)c * 18;
+        __m512 d = _mm512_set1_ps(fp16_at(b));
+        __m512i q = u8x16(b + 2), eight = _mm512_set1_epi32(8);
+        *lo = _mm512_mul_ps(cvt(_mm512_sub_epi32(_mm512_and_si512(q, m4), eight)), d);
+        *hi = _mm512_mul_ps(cvt(_mm512_sub_epi32(_mm512_srli_epi32(q, 4), eight)), d);
+        break;
+    }
+    case REIN_TYPE_Q4_1: {
+        const uint8_t *b = row + (int64_t)c * 20;
+        __m512 d = _mm512_set1_ps(fp16_at(b)), m = _mm512_set1_ps(fp16_at(b + 2));
+        __m512i q = u8x16(b + 4);
+        *lo = _mm512_add_ps(_mm512_mul_ps(cvt(_mm512_and_si512(q, m4)), d), m);
+        *hi = _mm512_add_ps(_mm512_mul_ps(cvt(_mm512_srli_epi32(q, 4)), d), m);
+        break;
+    }
+    case REIN_TYPE_Q4_K: {
+        const uint8_t *b = row + (int64_t)(c >> 3) * 144;
+        int sub = c & 7, sc, mn;
+        q4k_sm(sub, b + 4, &sc, &mn);
+        __m512 d1 = _mm512_set1_ps(fp16_at(b) * sc), m1 = _mm512_set1_ps(fp16_at(b + 2) * mn);
+        const uint8_t *q = b + 16 + 32 * (sub >> 1);
+        __m512i a = u8x16(q), e = u8x16(q + 16);
+        if (sub & 1) {
+            a = _mm512_srli_epi32(a, 4);
+            e = _mm512_srli_epi32(e, 4);
+        } else {
+            a = _mm512_and_si512(a, m4);
+            e = _mm512_and_si512(e, m4);
+        }
+        *lo = _mm512_sub_ps(_mm512_mul_ps(d1, cvt(a)), m1);
+        *hi = _mm512_sub_ps(_mm512_mul_ps(d1, cvt(e)), m1);
+        break;
+    }
+    case REIN_TYPE_Q6_K: {
+        const uint8_t *b = row + (int64_t)(c >> 3) * 210;
+        int cc = c & 7, half = cc >> 2, qq = cc & 3;
+        const uint8_t *ql = b + 64 * half + (qq & 1) * 32, *qh = b + 128 + 32 * half;
+        const int8_t *sc = (const int8_t *)(b + 192) + 8 * half + 2 * qq;
+        float d = fp16_at(b + 208);
+        const __m512i three = _mm512_set1_epi32(3), off = _mm512_set1_epi32(32);
+        __m512 out[2];
+        for (int v = 0; v < 2; v++) {
+            __m512i l = u8x16(ql + 16 * v), h = u8x16(qh + 16 * v);
+            l = (qq >> 1) ? _mm512_srli_epi32(l, 4) : _mm512_and_si512(l, m4);
+            h = _mm512_and_si512(_mm512_srl_epi32(h, _mm_cvtsi32_si128(2 * qq)), three);
+            __m512i q = _mm512_sub_epi32(_mm512_or_si512(l, _mm512_slli_epi32(h, 4)), off);
+            out[v] = _mm512_mul_ps(_mm512_set1_ps(d * sc[v]), cvt(q));
+        }
+        *lo = out[0];
+        *hi = out[1];
+        break;
+    }
+    default:
+        REIN_ASSERT(0);
+    }
+}
+
+/* The partial last chunk of a row of a scalar type, zero-padded into buf (32). */
+static void tail_chunk(int type, const uint8_t *row, int k0, int n, float *buf) {
+    for (int k = 0; k < CH; k++) {
+        float v = 0;
+        if (k < n) {
+            int e = k0 + k;
+            if (type == REIN_TYPE_F32) memcpy(&v, row + 4 * (int64_t)e, 4);
+            else if (type == REIN_TYPE_F16) v = fp16_at(row + 2 * (int64_t)e);
+            else {
+                uint16_t h;
+                memcpy(&h, row + 2 * (int64_t)e, 2);
+                v = rein_bf16_to_fp32(h);
+            }
+        }
+        buf[k] = v;
+    }
+}
+
+/* out[i][q] = x row i . weight row q for nx (<= RN) activation rows and RW weight rows (rows
+ * past the real ones point at a real row and are computed but not used). */
+AVX512 INLINE void tile(int type, int nx, const float *x, int K, const uint8_t *const *wr,
+                        float out[RN][RW]) {
+    __m512 acc[RN][RW];
+    for (int i = 0; i < nx; i++)
+        for (int q = 0; q < RW; q++) acc[i][q] = _mm512_setzero_ps();
+    const int nc = K / CH;
+    for (int c = 0; c < nc; c++) {
+        __m512 wl[RW], wh[RW];
+        for (int q = 0; q < RW; q++) deq(type, wr[q], c, &wl[q], &wh[q]);
+        for (int i = 0; i < nx; i++) {
+            const float *xi = x + (int64_t)i * K + c * CH;
+            __m512 xl = _mm512_loadu_ps(xi), xh = _mm512_loadu_ps(xi + 16);
+            for (int q = 0; q < RW; q++) {
+                acc[i][q] = _mm512_fmadd_ps(xl, wl[q], acc[i][q]);
+                acc[i][q] = _mm512_fmadd_ps(xh, wh[q], acc[i][q]);
+            }
+        }
+    }
+    if (K % CH) {
+        float wt[RW][CH] __attribute__((aligned(64))), xt[CH] __attribute__((aligned(64)));
+        int k0 = nc * CH, n = K - k0;
+        for (int q = 0; q < RW; q++) tail_chunk(type, wr[q], k0, n, wt[q]);
+        for (int i = 0; i < nx; i++) {
+            for (int k = 0; k < CH; k++) xt[k] = k < n ? x[(int64_t)i * K + k0 + k] : 0.0f;
+            __m512 xl = _mm512_load_ps(xt), xh = _mm512_load_ps(xt + 16);
+            for (int q = 0; q < RW; q++) {
+                acc[i][q] = _mm512_fmadd_ps(xl, _mm512_load_ps(wt[q]), acc[i][q]);
+                acc[i][q] = _mm512_fmadd_ps(xh, _mm512_load_ps(wt[q] + 16), acc[i][q]);
+            }
+        }
+    }
+    for (int i = 0; i < nx; i++)
+        for (int q = 0; q < RW; q++) out[i][q] = _mm512_reduce_add_ps(acc[i][q]);
+}
+
+/* Rows [r0, r1) of one weight against every activation row. */
+AVX512 INLINE void rows_generic(int type, const qjob *j, const rein_qweight *w, float *y, int r0,
+                                int r1) {
+    const int K = w->cols, M = w->rows;
+    const uint8_t *base = w->data;
+    float out[RN][RW];
+    for (int r = r0; r < r1; r += RW) {
+        int nr = REIN_MIN(RW, r1 - r);
+        const uint8_t *wr[RW];
+        for (int q = 0; q < RW; q++) wr[q] = base + (int64_t)(r + (q < nr ? q : 0)) * w->row_bytes;
+        for (int i0 = 0; i0 < j->N; i0 += RN) {
+            int nx = REIN_MIN(RN, j->N - i0);
+            const float *x = j->x + (int64_t)i0 * K;
+            switch (nx) { /* constant row counts, so that the accumulators stay in registers */
+            case 1: tile(type, 1, x, K, wr, out); break;
+            case 2: tile(type, 2, x, K, wr, out); break;
+            case 3: tile(type, 3, x, K, wr, out); break;
+            default: tile(type, 4, x, K, wr, out); break;
+            }
+            for (int i = 0; i < nx; i++) {
+                float *yo = y + (int64_t)(i0 + i) * M + r;
+                for (int q = 0; q < nr; q++) yo[q] = j->acc ? yo[q] + out[i][q] : out[i][q];
+            }
+        }
+    }
+}
+
+#define ROWS_FN(T, name)                                                                       \
+    AVX512 static void rows_##name(const qjob *j, const rein_qweight *w, float *y, int r0,     \
+                                   int r1) {                                                   \
+        rows_generic(T, j, w, y, r0, r1);                                                      \
+    }
+ROWS_FN(REIN_TYPE_F32, f32)
+ROWS_FN(REIN_TYPE_F16, f16)
+ROWS_FN(REIN_TYPE_BF16, bf16)
+ROWS_FN(REIN_TYPE_Q8_0, q8_0)
+ROWS_FN(REIN_TYPE_Q4_0, q4_0)
+ROWS_FN(REIN_TYPE_Q4_1, q4_1)
+ROWS_FN(REIN_TYPE_Q4_K, q4_k)
+ROWS_FN(REIN_TYPE_Q6_K, q6_k)
+
+static void rows_avx512(const qjob *j, const rein_qweight *w, float *y, int r0, int r1) {
+    switch (w->type) {
+    case REIN_TYPE_F32: rows_f32(j, w, y, r0, r1); break;
+    case REIN_TYPE_F16: rows_f16(j, w, y, r0, r1); break;
+    case REIN_TYPE_BF16: rows_bf16(j, w, y, r0, r1); break;
+    case REIN_TYPE_Q8_0: rows_q8_0(j, w, y, r0, r1); break;
+    case REIN_TYPE_Q4_0: rows_q4_0(j, w, y, r0, r1); break;
+    case REIN_TYPE_Q4_1: rows_q4_1(j, w, y, r0, r1); break;
+    case REIN_TYPE_Q4_K: rows_q4_k(j, w, y, r0, r1); break;
+    case REIN_TYPE_Q6_K: rows_q6_k(j, w, y, r0, r1); break;
+    default: REIN_ASSERT(0);
+    }
+}
+#endif /* __x86_64__ */
+
+static void qtask(void *ctx, int t, int n_tasks) {
+    const qjob *j = ctx;
+    int i = 0;
+    while (t >= j->first[i + 1]) i++;
+    const rein_qweight *w = &j->w[i];
+    int r0 = (t - j->first[i]) * j->per, r1 = REIN_MIN(w->rows, r0 + j->per);
+#if defined(__x86_64__)
+    if (j->fast) {
+        rows_avx512(j, w, j->y[i], r0, r1);
+        return;
+    }
+#endif
+    rows_portable(j, w, j->y[i], r0, r1);
+}
+
+void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *w, int n_w, int N,
+                           int accumulate) {
+    REIN_ASSERT(n_w >= 1 && n_w <= MAX_W);
+    if (N <= 0) return;
+    qjob j = {.y = y, .x = x, .w = w, .n_w = n_w, .N = N, .acc = accumulate};
+    int64_t total = 0;
+    for (int i = 0; i < n_w; i++) {
+        REIN_ASSERT(rein_qmatmul_supports(w[i].type) && w[i].cols == w[0].cols);
+        REIN_ASSERT(w[i].cols % rein_type_block_size(w[i].type) == 0);
+        total += w[i].rows;
+    }
+    if (w[0].cols == 0) { /* an empty reduction */
+        for (int i = 0; i < n_w && !accumulate; i++)
+            memset(y[i], 0, sizeof(float) * (size_t)N * (size_t)w[i].rows);
+        return;
+    }
+    /* about four tasks a thread, in whole tiles of rows, at least 16 rows each */
+    int nt = rein_get_threads();
+    int64_t per = (total + 4 * nt - 1) / (4 * nt);
+    per = REIN_MAX(16, (per + RW - 1) / RW * RW);
+    j.per = (int)per;
+    j.first[0] = 0;
+    for (int i = 0; i < n_w; i++) j.first[i + 1] = j.first[i] + (int)((w[i].rows + per - 1) / per);
+    j.fast = rein_kernels_use_avx512();
+    rein_parallel_for(j.first[n_w], qtask, &j);
+}
+
+void rein_qmatmul_nt(float *y, const float *x, const rein_qweight *w, int N, int accumulate) {
+    rein_qmatmul_nt_multi(&y, x, w, 1, N, accumulate);
+}

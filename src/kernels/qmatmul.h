@@ -1,0 +1,42 @@
+/* qmatmul.h - matrix products for decoding: a few rows of activations times a weight matrix read
+ * in its file's own element type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K).
+ *
+ * Decoding is bound by how many bytes of weights it reads per token, so these products read the
+ * weights as GGUF stores them (memory-mapped, no copy) and dequantize each block in registers to
+ * exactly the f32 values rein_dequantize gives (same operations, same rounding), then multiply in
+ * f32. The activations are not quantized: the results are those of the f32 product up to the order
+ * of summation, so a decoded token sees the logits the prefill would give it.
+ *
+ * Each output row depends on its input row only: the sum for (row i, weight row j) runs over the
+ * reduction in one fixed order whatever N, the thread count or the other rows are. Batched
+ * decoding relies on that to give each sequence the tokens it would get alone.
+ */
+#ifndef REIN_KERNELS_QMATMUL_H
+#define REIN_KERNELS_QMATMUL_H
+
+#include <stdint.h>
+
+/* A weight (rows, cols) = (out, in) in one element type, rows row_bytes apart. */
+typedef struct rein_qweight {
+    int type;          /* rein_type */
+    const void *data;  /* (rows, cols) */
+    int64_t row_bytes; /* cols / block_size * block_bytes for a packed tensor */
+    int rows, cols;
+} rein_qweight;
+
+/* Whether the kernels read this element type (cols must be a multiple of its block size). */
+int rein_qmatmul_supports(int type);
+
+/* y (N, w.rows) = x (N, w.cols) @ W^T, or += when `accumulate`. Threaded over W's rows. */
+void rein_qmatmul_nt(float *y, const float *x, const rein_qweight *w, int N, int accumulate);
+
+/* Several products sharing one input, in one pass of the thread pool (q, k, v; gate, up):
+ * y[i] (N, w[i].rows) = x (N, cols) @ w[i]^T (+= when accumulate). Every w[i] has the same cols. */
+void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *w, int n_w, int N,
+                           int accumulate);
+
+/* The plain reference: each weight row dequantized with rein_dequantize, then a sequential dot
+ * product (for tests). */
+void rein_qmatmul_nt_ref(float *y, const float *x, const rein_qweight *w, int N, int accumulate);
+
+#endif

@@ -1,0 +1,170 @@
+/* test_quant_matvec.c - the decode kernels (rein_qmatmul_nt) against their plain reference, for
+ * every weight type they read.
+ *
+ * For F32, F16, BF16, Q8_0, Q4_0, Q4_1 (quantized from random floats) and Q4_K, Q6_K (random
+ * blocks with sane scales): the AVX-512 and the portable paths against rein_qmatmul_nt_ref for
+ * 1 to 37 activation rows, normalised by sum |x w|; the portable path bit for bit; each output row
+ * the same bits whatever the other rows and the thread count (batched decoding depends on it);
+ * the multi-weight call equal to separate calls; accumulation; and dequantization in registers
+ * exact: x = the identity gives back rein_dequantize's values bit for bit.
+ */
+#include "testutil.h"
+
+#include "base/base.h"
+#include "kernels/matmul.h"
+#include "kernels/qmatmul.h"
+#include "kernels/quant.h"
+
+#include <math.h>
+#include <string.h>
+
+static rein_rng rng;
+
+/* A weight (M, K) of `type` in a fresh buffer (freed by the caller). */
+static uint8_t *make_weight(int type, int M, int K, rein_qweight *w) {
+    int bs = rein_type_block_size(type);
+    size_t bb = rein_type_block_bytes(type);
+    size_t row_bytes = (size_t)(K / bs) * bb;
+    uint8_t *data = malloc(row_bytes * (size_t)M + 64);
+    if (type == REIN_TYPE_Q4_K || type == REIN_TYPE_Q6_K) {
+        /* random blocks; the f16 scales set to small normal values */
+        for (size_t i = 0; i < row_bytes * (size_t)M; i++) data[i] = (uint8_t)rein_rng_u64(&rng);
+        for (size_t b = 0; b < row_bytes * (size_t)M / bb; b++) {
+            uint8_t *blk = data + b * bb;
+            uint16_t d = rein_fp32_to_fp16(0.001f + 0.01f * rein_rng_uniform(&rng));
+            uint16_t dm = rein_fp32_to_fp16(0.001f + 0.01f * rein_rng_uniform(&rng));
+            if (type == REIN_TYPE_Q4_K) {
+                memcpy(blk, &d, 2);
+                memcpy(blk + 2, &dm, 2);
+            } else {
+                memcpy(blk + 208, &d, 2);
+            }
+        }
+    } else {
+        float *f = malloc(sizeof(float) * (size_t)M * K);
+        for (int64_t i = 0; i < (int64_t)M * K; i++) f[i] = rein_rng_normal(&rng) * 0.5f;
+        for (int r = 0; r < M; r++)
+            CHECK_OK(rein_quantize(type, f + (int64_t)r * K, data + row_bytes * r, K));
+        free(f);
+    }
+    *w = (rein_qweight){type, data, (int64_t)row_bytes, M, K};
+    return data;
+}
+
+/* Worst |a - b| / (sum_k |x_k w_k| + tiny) over all outputs. */
+static double norm_err(const float *a, const float *b, const float *x, const rein_qweight *w, int N) {
+    float *row = malloc(sizeof(float) * (size_t)w->cols);
+    double worst = 0;
+    for (int j = 0; j < w->rows; j++) {
+        rein_dequantize(w->type, (const uint8_t *)w->data + j * w->row_bytes, row, w->cols);
+        for (int i = 0; i < N; i++) {
+            double s = 1e-30;
+            for (int k = 0; k < w->cols; k++) s += fabs((double)x[(int64_t)i * w->cols + k] * row[k]);
+            double e = fabs((double)a[(int64_t)i * w->rows + j] - b[(int64_t)i * w->rows + j]) / s;
+            if (e > worst) worst = e;
+        }
+    }
+    free(row);
+    return worst;
+}
+
+static void check_type(int type, int M, int K) {
+    rein_qweight w;
+    uint8_t *data = make_weight(type, M, K, &w);
+    const int NMAX = 37;
+    float *x = malloc(sizeof(float) * (size_t)NMAX * K);
+    float *ref = malloc(sizeof(float) * (size_t)NMAX * M), *got = malloc(sizeof(float) * (size_t)NMAX * M);
+    float *one = malloc(sizeof(float) * (size_t)M);
+    for (int64_t i = 0; i < (int64_t)NMAX * K; i++) x[i] = rein_rng_normal(&rng);
+    const int Ns[] = {1, 2, 3, 4, 5, 16, 37};
+    double worst_fast = 0;
+    int port_exact = 1, rows_same = 1;
+    for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++) {
+        int N = Ns[ni];
+        rein_qmatmul_nt_ref(ref, x, &w, N, 0);
+        for (int portable = 0; portable <= 1; portable++) {
+            rein_matmul_force_portable(portable);
+            for (int th = 1; th <= 2; th++) {
+                rein_set_threads(th);
+                rein_qmatmul_nt(got, x, &w, N, 0);
+                if (portable) port_exact &= !memcmp(got, ref, sizeof(float) * (size_t)N * M);
+                else worst_fast = fmax(worst_fast, norm_err(got, ref, x, &w, N));
+                /* each row alone gives the same bits */
+                for (int i = 0; i < N; i += (N > 4 ? 3 : 1)) {
+                    rein_qmatmul_nt(one, x + (int64_t)i * K, &w, 1, 0);
+                    rows_same &= !memcmp(one, got + (int64_t)i * M, sizeof(float) * (size_t)M);
+                }
+            }
+        }
+        rein_matmul_force_portable(0);
+    }
+    printf("%-5s (%d, %d): avx512 vs reference worst normalised error %.3g; portable %s; rows "
+           "independent of the batch: %s\n", rein_type_name(type), M, K, worst_fast,
+           port_exact ? "bit-exact" : "DIFFERS", rows_same ? "yes" : "NO");
+    CHECKF(worst_fast <= 1e-6, "%s: %.3g", rein_type_name(type), worst_fast);
+    CHECK(port_exact);
+    CHECK(rows_same);
+
+    /* accumulate: y += x W^T */
+    for (int64_t i = 0; i < (int64_t)3 * M; i++) got[i] = ref[i] = (float)i * 0.25f;
+    rein_qmatmul_nt_ref(ref, x, &w, 3, 1);
+    rein_qmatmul_nt(got, x, &w, 3, 1);
+    double e = norm_err(got, ref, x, &w, 3);
+    CHECKF(e <= 2e-6, "%s accumulate: %.3g", rein_type_name(type), e);
+
+    /* identity rows: exact dequantization in registers, both paths */
+    int kk = K < 64 ? K : 64;
+    float *eye = calloc((size_t)kk * K, sizeof(float)), *deq = malloc(sizeof(float) * (size_t)K);
+    float *ye = malloc(sizeof(float) * (size_t)kk * M);
+    for (int i = 0; i < kk; i++) eye[(int64_t)i * K + (i * 7) % K] = 1.0f;
+    for (int portable = 0; portable <= 1; portable++) {
+        rein_matmul_force_portable(portable);
+        rein_qmatmul_nt(ye, eye, &w, kk, 0);
+        int exact = 1;
+        for (int j = 0; j < M; j++) {
+            rein_dequantize(type, data + w.row_bytes * j, deq, K);
+            for (int i = 0; i < kk; i++) {
+                float a = ye[(int64_t)i * M + j], b = deq[(i * 7) % K];
+                exact &= a == b || (a != a && b != b);
+            }
+        }
+        CHECKF(exact, "%s: dequantization in the kernel differs from rein_dequantize (%s)",
+               rein_type_name(type), portable ? "portable" : "avx512");
+    }
+    rein_matmul_force_portable(0);
+    free(eye), free(deq), free(ye);
+    free(data), free(x), free(ref), free(got), free(one);
+}
+
+static void check_multi(void) {
+    rein_qweight w[3];
+    uint8_t *d0 = make_weight(REIN_TYPE_Q4_1, 96, 128, &w[0]);
+    uint8_t *d1 = make_weight(REIN_TYPE_Q8_0, 32, 128, &w[1]);
+    uint8_t *d2 = make_weight(REIN_TYPE_F32, 40, 128, &w[2]);
+    float x[5 * 128], y0[5 * 96], y1[5 * 32], y2[5 * 40], s0[5 * 96], s1[5 * 32], s2[5 * 40];
+    for (int i = 0; i < 5 * 128; i++) x[i] = rein_rng_normal(&rng);
+    float *ys[3] = {y0, y1, y2};
+    rein_qmatmul_nt_multi(ys, x, w, 3, 5, 0);
+    rein_qmatmul_nt(s0, x, &w[0], 5, 0);
+    rein_qmatmul_nt(s1, x, &w[1], 5, 0);
+    rein_qmatmul_nt(s2, x, &w[2], 5, 0);
+    CHECK(!memcmp(y0, s0, sizeof y0) && !memcmp(y1, s1, sizeof y1) && !memcmp(y2, s2, sizeof y2));
+    free(d0), free(d1), free(d2);
+}
+
+int main(void) {
+    rein_rng_seed(&rng, 4);
+    printf("kernel: %s\n", rein_matmul_kernel_name());
+    check_type(REIN_TYPE_F32, 67, 77); /* a partial last chunk */
+    check_type(REIN_TYPE_F32, 64, 576);
+    check_type(REIN_TYPE_F16, 33, 50);
+    check_type(REIN_TYPE_BF16, 45, 96);
+    check_type(REIN_TYPE_Q8_0, 70, 576);
+    check_type(REIN_TYPE_Q4_0, 64, 256);
+    check_type(REIN_TYPE_Q4_1, 131, 1536);
+    check_type(REIN_TYPE_Q4_K, 48, 512);
+    check_type(REIN_TYPE_Q6_K, 50, 256);
+    check_multi();
+    rein_set_threads(0);
+    return test_finish();
+}
