@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,8 +25,18 @@ void test_check_err(rein_status got, rein_status want, const char *needle, const
     }
 }
 
+static char tmpdir_path[64];
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* The temporary directory goes when the test passes; a failing test keeps it for inspection. */
 int test_finish(void) {
     printf("%d checks, %d failed\n", test_checks, test_failures);
+    if (tmpdir_path[0] && !test_failures)
+        nftw(tmpdir_path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return test_failures ? 1 : 0;
 }
 
@@ -53,15 +64,14 @@ const char *test_default_model(void) {
 }
 
 const char *test_tmpdir(void) {
-    static char dir[64];
-    if (!dir[0]) {
-        strcpy(dir, "/tmp/rein-test-XXXXXX");
-        if (!mkdtemp(dir)) {
+    if (!tmpdir_path[0]) {
+        strcpy(tmpdir_path, "/tmp/rein-test-XXXXXX");
+        if (!mkdtemp(tmpdir_path)) {
             perror("mkdtemp");
             exit(2);
         }
     }
-    return dir;
+    return tmpdir_path;
 }
 
 static long alloc_fail_at, alloc_count, alloc_live;

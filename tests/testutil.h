@@ -69,7 +69,7 @@ int test_run(const char *cmd, int merge_stderr, rein_buf *out);
 const char *test_shared_data(void);
 /* Path of the default model if downloaded (models/..., or $REIN_MODEL); NULL if absent. */
 const char *test_default_model(void);
-/* A fresh temporary directory for this test program (removed by nothing: it lives under /tmp). */
+/* A fresh temporary directory for this test program, removed by test_finish when every check held. */
 const char *test_tmpdir(void);
 
 #endif
