@@ -1,7 +1,9 @@
 /* bench_inference.c - prefill and decode speed of the default model, rein beside llama.cpp.
  *
  * pp512: one forward pass over 512 prompt tokens; tg128: 128 tokens decoded one at a time (the
- * names llama.cpp's llama-bench uses). Both at 1 and 2 threads, with the process's peak RSS.
+ * names llama.cpp's llama-bench uses), at batch 1 and with 16 sequences decoded together (one
+ * forward of 16 rows a step: the rollout engine's shape), for the default Q4_1 file and its Q8_0
+ * and F32 versions (`rein export --type q8_0|f32`, derived from the Q4_1 file), all threads.
  * llama.cpp is measured in the same run when it can be: $LLAMA_BENCH pointing at a llama-bench
  * binary, else tools/llama_cpp_bench.py through llama-cpp-python if that is installed. The ratio
  * printed is rein / llama.cpp (above 1: rein is faster). Not a test: nothing here passes or fails.
@@ -61,67 +63,105 @@ static void peer(const char *model, int threads, double *pp, double *tg, char *w
     rein_buf_free(&out);
 }
 
-int main(int argc, char **argv) {
-    const char *path = argc > 1 ? argv[1] : "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    double t = rein_time_now();
-    rein_model *m;
-    if (rein_model_load(path, &m) != REIN_OK) {
-        fprintf(stderr, "bench_inference: %s\n", rein_last_error());
-        return 1;
-    }
-    printf("== inference: %s\n", path);
-    printf("load %.2f s, peak RSS after load %.0f MB\n", rein_time_now() - t, peak_rss_mb());
-    const int n_prompt = 512, n_gen = 128;
-    int32_t *toks = rein_malloc(sizeof(int32_t) * n_prompt), *seq = rein_calloc(n_prompt, 4);
-    for (int i = 0; i < n_prompt; i++) toks[i] = (i * 7919 + 13) % 40000 + 100;
-    const rein_model_config *c = rein_model_get_config(m);
-    float *logits = rein_malloc(sizeof(float) * (size_t)c->n_vocab);
-    uint8_t *want = rein_calloc(n_prompt, 1);
-    want[n_prompt - 1] = 1;
-    rein_kv_cache *kv;
-    if (rein_kv_cache_new(m, 1, n_prompt + n_gen + 1, &kv) != REIN_OK) return 1;
+/* rein's figures for one model file at the current thread count. */
+typedef struct figures {
+    double pp, tg1, tg16;
+} figures;
 
-    printf("%-8s %-22s %10s %10s %8s\n", "threads", "test", "rein t/s", "peer t/s", "ratio");
-    for (int threads = 1; threads <= 2; threads++) {
-        rein_set_threads(threads);
-        double pp = 0;
-        for (int rep = 0; rep < 2; rep++) {
-            rein_kv_cache_clear(kv, -1);
-            t = rein_time_now();
-            rein_model_forward(m, kv, toks, seq, (size_t)n_prompt, want, logits);
-            pp = REIN_MAX(pp, n_prompt / (rein_time_now() - t));
-        }
-        rein_kv_cache_clear(kv, -1);
-        rein_model_forward(m, kv, toks, seq, 1, NULL, logits);
-        int32_t tok = 200, s0 = 0;
-        t = rein_time_now();
-        for (int i = 0; i < n_gen; i++) {
-            rein_model_forward(m, kv, &tok, &s0, 1, NULL, logits);
-            tok = (tok * 31 + 7) % 40000 + 100;
-        }
-        double tg = n_gen / (rein_time_now() - t);
-        double ppp, ptg;
-        char who[64];
-        peer(path, threads, &ppp, &ptg, who, sizeof who);
-        char r1[16] = "-", r2[16] = "-", p1[16] = "n/a", p2[16] = "n/a";
-        if (ppp > 0) {
-            snprintf(p1, sizeof p1, "%.1f", ppp);
-            snprintf(r1, sizeof r1, "%.2fx", pp / ppp);
-        }
-        if (ptg > 0) {
-            snprintf(p2, sizeof p2, "%.1f", ptg);
-            snprintf(r2, sizeof r2, "%.2fx", tg / ptg);
-        }
-        printf("%-8d %-22s %10.1f %10s %8s\n", threads, "prefill pp512", pp, p1, r1);
-        printf("%-8d %-22s %10.1f %10s %8s\n", threads, "decode tg128", tg, p2, r2);
-        if (ppp == 0 && ptg == 0 && threads == 1)
-            printf("(no peer: set LLAMA_BENCH=path/to/llama-bench or pip install llama-cpp-python)\n");
-        else if (threads == 1) printf("(peer: %s, same model file, same threads)\n", who);
+static void measure(rein_model *m, figures *f) {
+    enum { NP = 512, NG = 128, NB = 16 };
+    const rein_model_config *c = rein_model_get_config(m);
+    int32_t *toks = rein_malloc(sizeof(int32_t) * NP), *seq = rein_calloc(NP, 4);
+    for (int i = 0; i < NP; i++) toks[i] = (i * 7919 + 13) % 40000 + 100;
+    float *logits = rein_malloc(sizeof(float) * (size_t)c->n_vocab * NB);
+    uint8_t *want = rein_calloc(NP, 1);
+    want[NP - 1] = 1;
+    rein_kv_cache *kv;
+    if (!toks || !seq || !logits || !want || rein_kv_cache_new(m, NB, NP + NG + 1, &kv)) {
+        fprintf(stderr, "bench_inference: out of memory\n");
+        exit(1);
     }
-    printf("peak RSS %.0f MB (weights dequantized to f32: %.0f MB)\n", peak_rss_mb(),
-           rein_model_n_params(m) * 4 / 1048576.0);
+    f->pp = 0;
+    for (int rep = 0; rep < 2; rep++) {
+        rein_kv_cache_clear(kv, -1);
+        double t = rein_time_now();
+        rein_model_forward(m, kv, toks, seq, NP, want, logits);
+        f->pp = REIN_MAX(f->pp, NP / (rein_time_now() - t));
+    }
+    /* decode: batch 1, then NB sequences a step (one token each, one forward) */
+    for (int b = 1; b <= NB; b += NB - 1) {
+        int32_t tok[NB], sq[NB];
+        rein_kv_cache_clear(kv, -1);
+        for (int i = 0; i < b; i++) tok[i] = 200 + i, sq[i] = i;
+        rein_model_forward(m, kv, tok, sq, (size_t)b, NULL, logits);
+        double t = rein_time_now();
+        for (int s = 0; s < NG; s++) {
+            for (int i = 0; i < b; i++) tok[i] = (tok[i] * 31 + 7) % 40000 + 100;
+            rein_model_forward(m, kv, tok, sq, (size_t)b, NULL, logits);
+        }
+        double tps = b * NG / (rein_time_now() - t);
+        if (b == 1) f->tg1 = tps;
+        else f->tg16 = tps;
+    }
     rein_kv_cache_free(kv);
     rein_free(toks), rein_free(seq), rein_free(logits), rein_free(want);
-    rein_model_free(m);
+}
+
+static void ratio(char *buf, size_t n, double a, double b) {
+    if (b > 0) snprintf(buf, n, "%.2fx", a / b);
+    else snprintf(buf, n, "-");
+}
+
+int main(int argc, char **argv) {
+    /* the default Q4_1 file and, when made (`rein export --type q8_0|f32`), its Q8_0 and F32
+     * versions; or the files named on the command line */
+    const char *dflt[] = {"models/SmolLM2-135M-Instruct.F32.gguf",
+                          "models/SmolLM2-135M-Instruct.Q8_0.gguf",
+                          "models/SmolLM2-135M-Instruct.Q4_1.gguf"};
+    const char *const *files = argc > 1 ? (const char *const *)argv + 1 : dflt;
+    int n_files = argc > 1 ? argc - 1 : 3;
+    int threads = rein_get_threads();
+    printf("== inference, %d threads: prefill pp512, decode tg128 at batch 1 and 16 sequences\n",
+           threads);
+    printf("%-40s %-14s %10s %10s %8s\n", "model", "test", "rein t/s", "llama.cpp", "ratio");
+    char who[64] = "";
+    for (int fi = 0; fi < n_files; fi++) {
+        FILE *probe = fopen(files[fi], "rb");
+        if (!probe) {
+            printf("%-40s (absent: make it with rein export --type q8_0|f32 -o %s)\n", files[fi],
+                   files[fi]);
+            continue;
+        }
+        fclose(probe);
+        rein_model *m;
+        double t = rein_time_now();
+        if (rein_model_load(files[fi], &m) != REIN_OK) {
+            fprintf(stderr, "bench_inference: %s\n", rein_last_error());
+            return 1;
+        }
+        double load_s = rein_time_now() - t;
+        figures f = {0, 0, 0};
+        measure(m, &f);
+        double ppp, ptg;
+        peer(files[fi], threads, &ppp, &ptg, who, sizeof who);
+        const char *base = strrchr(files[fi], '/') ? strrchr(files[fi], '/') + 1 : files[fi];
+        char p1[16] = "n/a", p2[16] = "n/a", r1[16], r2[16], r3[16], r4[16];
+        if (ppp > 0) snprintf(p1, sizeof p1, "%.1f", ppp);
+        if (ptg > 0) snprintf(p2, sizeof p2, "%.1f", ptg);
+        ratio(r1, sizeof r1, f.pp, ppp);
+        ratio(r2, sizeof r2, f.tg1, ptg);
+        ratio(r3, sizeof r3, f.tg16, ptg);
+        ratio(r4, sizeof r4, f.tg16, f.tg1);
+        printf("%-40s %-14s %10.1f %10s %8s\n", base, "pp512", f.pp, p1, r1);
+        printf("%-40s %-14s %10.1f %10s %8s\n", "", "tg128 batch 1", f.tg1, p2, r2);
+        printf("%-40s %-14s %10.1f %10s %8s  (%s rein batch 1)\n", "", "tg128 batch 16", f.tg16,
+               p2, r3, r4);
+        printf("%-40s load %.2f s, peak RSS %.0f MB\n", "", load_s, peak_rss_mb());
+        fflush(stdout);
+        rein_model_free(m);
+    }
+    if (who[0]) printf("peer: %s, same file, same threads (its batch-16 column is its batch 1)\n", who);
+    printf("ratio = rein / llama.cpp (above 1: rein is faster). Not a test: nothing passes or "
+           "fails.\n");
     return 0;
 }

@@ -10,6 +10,7 @@
 #include "testutil.h"
 
 #include "base/base.h"
+#include "model/model.h"
 
 #include <math.h>
 #include <string.h>
@@ -155,6 +156,60 @@ static void check_model(const char *path, const char *name) {
     rein_model_free(m);
 }
 
+/* Worst |a - b| / (1 + |b|) between decoding n tokens one at a time and one prefill of them. */
+static double decode_vs_prefill(rein_model *m, const int32_t *toks, int n, float *pre) {
+    const int V = rein_model_get_config(m)->n_vocab;
+    rein_kv_cache *kv = NULL;
+    CHECK_OK(rein_kv_cache_new(m, 1, n, &kv));
+    int32_t *sq = calloc((size_t)n, sizeof(int32_t));
+    float *row = malloc(sizeof(float) * V);
+    CHECK_OK(rein_model_forward(m, kv, toks, sq, (size_t)n, NULL, pre));
+    rein_kv_cache_clear(kv, -1);
+    double worst = 0;
+    for (int t = 0; t < n; t++) {
+        CHECK_OK(rein_model_forward(m, kv, &toks[t], sq, 1, NULL, row));
+        for (int i = 0; i < V; i++)
+            worst = fmax(worst, fabs(row[i] - pre[(int64_t)t * V + i]) / (1 + fabs(pre[(int64_t)t * V + i])));
+    }
+    rein_kv_cache_free(kv);
+    free(sq), free(row);
+    return worst;
+}
+
+/* Decoding reads the file's blocks; with a LoRA adapter on top, and after merging it (the weights
+ * changed: decoding must read the arena), it still agrees with the prefill path, which reads the
+ * arena. */
+static void check_weights_changed(void) {
+    rein_model *m = NULL;
+    CHECK_OK(rein_model_load("tests/fixtures/model/tiny_q4_1.gguf", &m));
+    if (!m) return;
+    const int V = rein_model_get_config(m)->n_vocab, n = REIN_DECODE_ROWS + 8;
+    int32_t toks[REIN_DECODE_ROWS + 8];
+    for (int i = 0; i < n; i++) toks[i] = 3 + (int32_t)(rein_rng_u64(&rng) % (V - 3));
+    float *pre = malloc(sizeof(float) * (size_t)n * V), *pre2 = malloc(sizeof(float) * (size_t)n * V);
+    double base = decode_vs_prefill(m, toks, n, pre);
+    rein_lora_params lp = rein_lora_default_params();
+    lp.rank = 4;
+    CHECK_OK(rein_lora_attach(m, &lp));
+    for (int i = 0; i < m->cfg.n_layers * REIN_LIN_COUNT; i++) {
+        rein_lora_linear *ll = &m->lora->lin[i];
+        int o, in;
+        rein_model_linear_weight(m, i / REIN_LIN_COUNT, i % REIN_LIN_COUNT, &o, &in);
+        for (int k = 0; k < o * lp.rank; k++) ll->B[k] = 0.05f * rein_rng_normal(&rng);
+    }
+    double with_lora = decode_vs_prefill(m, toks, n, pre);
+    CHECK_OK(rein_lora_merge(m));
+    double merged = decode_vs_prefill(m, toks, n, pre2);
+    double moved = 0;
+    for (int64_t i = 0; i < (int64_t)n * V; i++)
+        moved = fmax(moved, fabs(pre2[i] - pre[i]) / (1 + fabs(pre[i])));
+    printf("  decode vs prefill: base %.2g, LoRA on the file's blocks %.2g, after merge %.2g; "
+           "merged vs adapter %.2g\n", base, with_lora, merged, moved);
+    CHECK(base <= 1e-5 && with_lora <= 1e-5 && merged <= 1e-5 && moved <= 1e-4);
+    free(pre), free(pre2);
+    rein_model_free(m);
+}
+
 int main(void) {
     rein_rng_seed(&rng, 99);
     const char *tiny[] = {"f32", "q4_1", "q8_0", "q6_k"};
@@ -164,6 +219,7 @@ int main(void) {
         snprintf(name, sizeof name, "tiny_%s", tiny[i]);
         check_model(path, name);
     }
+    check_weights_changed();
     const char *model = test_default_model();
     if (model) check_model(model, "default model");
     else printf("(the default model is absent: only the tiny models were run)\n");

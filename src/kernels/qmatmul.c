@@ -109,6 +109,20 @@ static void rows_portable(const qjob *j, const rein_qweight *w, float *y, int r0
 #define AVX512 __attribute__((target("avx512f,avx512vl,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
+/* f16 -> f32 with F16C, inline (a call here would spill every vector register); exact, as
+ * rein_fp16_to_fp32 is. */
+AVX512 INLINE float h2f(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+INLINE int32_t load_i32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 AVX512 INLINE __m512i u8x16(const uint8_t *p) {
     return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
 }
@@ -154,32 +168,40 @@ AVX512 INLINE void deq(int type, const uint8_t *row, int c, __m512 *lo, __m512 *
     }
     case REIN_TYPE_Q8_0: {
         const uint8_t *b = row + (int64_t)c * 34;
-        __m512 d = _mm512_set1_ps(fp16_at(b));
+        __m512 d = _mm512_set1_ps(h2f(b));
         *lo = _mm512_mul_ps(cvt(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)))), d);
         *hi = _mm512_mul_ps(cvt(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))), d);
         break;
     }
+    /* The 4-bit formats: the block's 16 possible values, computed once as quant.c computes each
+     * element, then looked up by nibble (vpermps reads only an index's low 4 bits). */
     case REIN_TYPE_Q4_0: {
         const uint8_t *b = row + (int64_t)c * 18;
-        __m512 d = _mm512_set1_ps(fp16_at(b));
-        __m512i q = u8x16(b + 2), eight = _mm512_set1_epi32(8);
-        *lo = _mm512_mul_ps(cvt(_mm512_sub_epi32(_mm512_and_si512(q, m4), eight)), d);
-        *hi = _mm512_mul_ps(cvt(_mm512_sub_epi32(_mm512_srli_epi32(q, 4), eight)), d);
+        __m512 table = _mm512_mul_ps(_mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6,
+                                                   -7, -8),
+                                     _mm512_set1_ps(h2f(b)));
+        __m512i q = u8x16(b + 2);
+        *lo = _mm512_permutexvar_ps(q, table);
+        *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
         break;
     }
     case REIN_TYPE_Q4_1: {
         const uint8_t *b = row + (int64_t)c * 20;
-        __m512 d = _mm512_set1_ps(fp16_at(b)), m = _mm512_set1_ps(fp16_at(b + 2));
+        __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(load_i32(b))); /* d, m */
+        __m512 table = _mm512_add_ps(_mm512_mul_ps(_mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
+                                                                 5, 4, 3, 2, 1, 0),
+                                                   _mm512_broadcastss_ps(dm)),
+                                     _mm512_broadcastss_ps(_mm_movehdup_ps(dm)));
         __m512i q = u8x16(b + 4);
-        *lo = _mm512_add_ps(_mm512_mul_ps(cvt(_mm512_and_si512(q, m4)), d), m);
-        *hi = _mm512_add_ps(_mm512_mul_ps(cvt(_mm512_srli_epi32(q, 4)), d), m);
+        *lo = _mm512_permutexvar_ps(q, table);
+        *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
         break;
     }
     case REIN_TYPE_Q4_K: {
         const uint8_t *b = row + (int64_t)(c >> 3) * 144;
         int sub = c & 7, sc, mn;
         q4k_sm(sub, b + 4, &sc, &mn);
-        __m512 d1 = _mm512_set1_ps(fp16_at(b) * sc), m1 = _mm512_set1_ps(fp16_at(b + 2) * mn);
+        __m512 d1 = _mm512_set1_ps(h2f(b) * sc), m1 = _mm512_set1_ps(h2f(b + 2) * mn);
         const uint8_t *q = b + 16 + 32 * (sub >> 1);
         __m512i a = u8x16(q), e = u8x16(q + 16);
         if (sub & 1) {
@@ -198,7 +220,7 @@ AVX512 INLINE void deq(int type, const uint8_t *row, int c, __m512 *lo, __m512 *
         int cc = c & 7, half = cc >> 2, qq = cc & 3;
         const uint8_t *ql = b + 64 * half + (qq & 1) * 32, *qh = b + 128 + 32 * half;
         const int8_t *sc = (const int8_t *)(b + 192) + 8 * half + 2 * qq;
-        float d = fp16_at(b + 208);
+        float d = h2f(b + 208);
         const __m512i three = _mm512_set1_epi32(3), off = _mm512_set1_epi32(32);
         __m512 out[2];
         for (int v = 0; v < 2; v++) {
@@ -214,6 +236,19 @@ AVX512 INLINE void deq(int type, const uint8_t *row, int c, __m512 *lo, __m512 *
     }
     default:
         REIN_ASSERT(0);
+    }
+}
+
+/* Bytes of one chunk of 32 elements (the K formats: the mean over their block). */
+INLINE int64_t chunk_bytes(int type) {
+    switch (type) {
+    case REIN_TYPE_F32: return 128;
+    case REIN_TYPE_F16: case REIN_TYPE_BF16: return 64;
+    case REIN_TYPE_Q8_0: return 34;
+    case REIN_TYPE_Q4_0: return 18;
+    case REIN_TYPE_Q4_1: return 20;
+    case REIN_TYPE_Q4_K: return 18;
+    default: return 26; /* Q6_K */
     }
 }
 
@@ -240,15 +275,24 @@ static void tail_chunk(int type, const uint8_t *row, int k0, int n, float *buf) 
 AVX512 INLINE void tile(int type, int nx, const float *x, int K, const uint8_t *const *wr,
                         float out[RN][RW]) {
     __m512 acc[RN][RW];
+#pragma GCC unroll 4
     for (int i = 0; i < nx; i++)
+#pragma GCC unroll 4
         for (int q = 0; q < RW; q++) acc[i][q] = _mm512_setzero_ps();
     const int nc = K / CH;
+    const int64_t bytes = chunk_bytes(type); /* for the prefetch, 16 chunks ahead */
     for (int c = 0; c < nc; c++) {
         __m512 wl[RW], wh[RW];
-        for (int q = 0; q < RW; q++) deq(type, wr[q], c, &wl[q], &wh[q]);
+#pragma GCC unroll 4
+        for (int q = 0; q < RW; q++) {
+            _mm_prefetch((const char *)wr[q] + (int64_t)(c + 16) * bytes, _MM_HINT_T0);
+            deq(type, wr[q], c, &wl[q], &wh[q]);
+        }
+#pragma GCC unroll 4
         for (int i = 0; i < nx; i++) {
             const float *xi = x + (int64_t)i * K + c * CH;
             __m512 xl = _mm512_loadu_ps(xi), xh = _mm512_loadu_ps(xi + 16);
+#pragma GCC unroll 4
             for (int q = 0; q < RW; q++) {
                 acc[i][q] = _mm512_fmadd_ps(xl, wl[q], acc[i][q]);
                 acc[i][q] = _mm512_fmadd_ps(xh, wh[q], acc[i][q]);
@@ -268,7 +312,9 @@ AVX512 INLINE void tile(int type, int nx, const float *x, int K, const uint8_t *
             }
         }
     }
+#pragma GCC unroll 4
     for (int i = 0; i < nx; i++)
+#pragma GCC unroll 4
         for (int q = 0; q < RW; q++) out[i][q] = _mm512_reduce_add_ps(acc[i][q]);
 }
 

@@ -194,6 +194,7 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
     want.layout_hash = rein_param_layout_hash(&pl);
     if (!st && have_ckpt) {
         st = rein_ckpt_load(ckpt_path, &want, &cs, &pl, &opt);
+        if (!st && o->full) rein_model_weights_changed(m); /* decoding must read the arena */
         if (!st && !o->quiet)
             fprintf(stderr, "rein: resuming %s from step %lld (epoch %lld)\n", o->out_dir,
                     (long long)cs.step, (long long)cs.epoch + 1);
@@ -277,6 +278,7 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
                 cs.bad_streak = 0;
                 norm = rein_grad_clip(&pl, o->clip);
                 rein_adamw_step(&opt, &pl, &o->adam, lr);
+                if (o->full) rein_model_weights_changed(m);
             }
             cs.step++;
             tokens_seen += step_tokens;
