@@ -2,12 +2,15 @@
  * backward of the norm, rotary embedding, SwiGLU and embedding lookup.
  *
  * These are memory-bound or small next to the matrix products, so they are written plainly and
- * threaded only where a pass is large (attention). The backward passes accumulate into shared
+ * threaded only where a pass is large (attention); SwiGLU's exponentials have an AVX-512 path, and
+ * the rotary angles' cos/sin can be computed once per forward (rein_rope_table) for every layer. The backward passes accumulate into shared
  * gradients (dw of the norm, rows of the embedding table), so they run on one thread and in row
  * order, which also keeps them deterministic.
  */
 #include "kernels/ops.h"
 #include "base/base.h"
+#include "kernels/matmul.h"
+#include "kernels/vexp.h"
 
 #include <math.h>
 
@@ -22,28 +25,66 @@ void rein_rmsnorm_forward(float *out, const float *x, const float *w, int N, int
     }
 }
 
-/* Rotate the first rope_dim values of each head of x (N, H, D) by sign * the RoPE angle: +1 is
- * the forward, -1 its inverse and transpose (the backward). */
+/* The angles' inverse frequencies base^(-2p/rope_dim) / freq_factors[p], in double. */
+static void rope_inv_freq(double *inv, int rope_dim, float base, const float *freq_factors) {
+    for (int p = 0; p < rope_dim / 2; p++) {
+        inv[p] = pow((double)base, -2.0 * p / rope_dim);
+        if (freq_factors) inv[p] /= freq_factors[p];
+    }
+}
+
+void rein_rope_table(float *cs, float *sn, const int32_t *pos, int N, int rope_dim, float base,
+                     const float *freq_factors) {
+    int half = rope_dim / 2;
+    double inv[512];
+    REIN_ASSERT(half <= 512);
+    rope_inv_freq(inv, rope_dim, base, freq_factors);
+    for (int i = 0; i < N; i++)
+        for (int p = 0; p < half; p++) {
+            double theta = (double)pos[i] * inv[p];
+            cs[(int64_t)i * half + p] = (float)cos(theta);
+            sn[(int64_t)i * half + p] = (float)sin(theta);
+        }
+}
+
+/* Rotate the first rope_dim values of each head of x (N, H, D) by the angles of the table, or by
+ * their opposites when sign is -1 (the inverse and transpose: the backward). */
+static void rope_apply(float *x, const float *cs, const float *sn, int N, int H, int D,
+                       int rope_dim, float sign) {
+    int half = rope_dim / 2;
+    REIN_ASSERT(rope_dim <= D);
+    for (int i = 0; i < N; i++) {
+        const float *c = cs + (int64_t)i * half, *s = sn + (int64_t)i * half;
+        for (int h = 0; h < H; h++) {
+            float *xh = x + ((int64_t)i * H + h) * D;
+            for (int p = 0; p < half; p++) {
+                float a = xh[2 * p], b = xh[2 * p + 1], sp = sign * s[p];
+                xh[2 * p] = a * c[p] - b * sp;
+                xh[2 * p + 1] = a * sp + b * c[p];
+            }
+        }
+    }
+}
+
+void rein_rope_apply(float *x, const float *cs, const float *sn, int N, int H, int D, int rope_dim) {
+    rope_apply(x, cs, sn, N, H, D, rope_dim, 1.0f);
+}
+
+/* One row's table at a time, so that no scratch memory is needed. */
 static void rope_rotate(float *x, const int32_t *pos, int N, int H, int D, int rope_dim,
                         float base, const float *freq_factors, float sign) {
     int half = rope_dim / 2;
     float cs[512], sn[512]; /* rope_dim <= 1024, checked by the model loader */
+    double inv[512];
     REIN_ASSERT(half <= 512 && rope_dim <= D);
+    rope_inv_freq(inv, rope_dim, base, freq_factors);
     for (int i = 0; i < N; i++) {
         for (int p = 0; p < half; p++) {
-            double theta = (double)pos[i] * pow((double)base, -2.0 * p / rope_dim);
-            if (freq_factors) theta /= freq_factors[p];
+            double theta = (double)pos[i] * inv[p];
             cs[p] = (float)cos(theta);
-            sn[p] = sign * (float)sin(theta);
+            sn[p] = (float)sin(theta);
         }
-        for (int h = 0; h < H; h++) {
-            float *xh = x + ((int64_t)i * H + h) * D;
-            for (int p = 0; p < half; p++) {
-                float a = xh[2 * p], b = xh[2 * p + 1];
-                xh[2 * p] = a * cs[p] - b * sn[p];
-                xh[2 * p + 1] = a * sn[p] + b * cs[p];
-            }
-        }
+        rope_apply(x + (int64_t)i * H * D, cs, sn, 1, H, D, rope_dim, sign);
     }
 }
 
@@ -57,8 +98,28 @@ void rein_rope_backward(float *dx, const int32_t *pos, int N, int H, int D, int 
     rope_rotate(dx, pos, N, H, D, rope_dim, base, freq_factors, -1.0f);
 }
 
+#if defined(__x86_64__)
+/* silu(g) * up, 16 at a time, with the AVX-512 exp (about 2 ulp; the scalar tail uses expf). */
+__attribute__((target("avx512f,avx512vl,fma"))) static int64_t
+swiglu_avx512(float *out, const float *gate, const float *up, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i);
+        __m512 e = exp512(_mm512_sub_ps(zero, g));
+        _mm512_storeu_ps(out + i,
+                         _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_loadu_ps(up + i)));
+    }
+    return i;
+}
+#endif
+
 void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
+    int64_t i0 = 0;
+#if defined(__x86_64__)
+    if (rein_kernels_use_avx512()) i0 = swiglu_avx512(out, gate, up, n);
+#endif
+    for (int64_t i = i0; i < n; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }

@@ -19,6 +19,13 @@ void rein_rmsnorm_forward(float *out, const float *x, const float *w, int N, int
 void rein_rope_forward(float *x, const int32_t *pos, int N, int H, int D, int rope_dim,
                        float base, const float *freq_factors);
 
+/* The same rotation in two steps, for a forward that rotates many tensors at the same positions
+ * (every layer's q and k): the table cs, sn (N, rope_dim / 2) of cos and sin of the angles, then
+ * the rotation by it. Equal bit for bit to rein_rope_forward. */
+void rein_rope_table(float *cs, float *sn, const int32_t *pos, int N, int rope_dim, float base,
+                     const float *freq_factors);
+void rein_rope_apply(float *x, const float *cs, const float *sn, int N, int H, int D, int rope_dim);
+
 /* out (N, F) = silu(gate) * up. out may equal gate. */
 void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
 

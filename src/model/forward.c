@@ -86,6 +86,7 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
                sizeof(float) * (size_t)dim);
     const float scale = 1.0f / sqrtf((float)hd);
     const int decode = n <= REIN_DECODE_ROWS;
+    rein_rope_table(w->rope_cs, w->rope_sn, w->pos, n, c->rope_dim, c->rope_base, m->rope_freqs);
 
     for (int l = 0; l < c->n_layers; l++) {
         const rein_layer *L = &m->layers[l];
@@ -98,10 +99,8 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
             rein_linear_forward(m, l, REIN_LIN_K, w->k, w->xb, n, 0, NULL, w->lora_tmp);
             rein_linear_forward(m, l, REIN_LIN_V, w->v, w->xb, n, 0, NULL, w->lora_tmp);
         }
-        rein_rope_forward(w->q, w->pos, n, c->n_heads, hd, c->rope_dim, c->rope_base,
-                          m->rope_freqs);
-        rein_rope_forward(w->k, w->pos, n, c->n_kv_heads, hd, c->rope_dim, c->rope_base,
-                          m->rope_freqs);
+        rein_rope_apply(w->q, w->rope_cs, w->rope_sn, n, c->n_heads, hd, c->rope_dim);
+        rein_rope_apply(w->k, w->rope_cs, w->rope_sn, n, c->n_kv_heads, hd, c->rope_dim);
         for (int i = 0; i < n; i++) {
             memcpy(rein_kv_at(kv, kv->k, l, seq[i], w->pos[i]), w->k + (int64_t)i * kv_dim,
                    sizeof(float) * (size_t)kv_dim);

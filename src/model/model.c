@@ -303,6 +303,8 @@ static void workspace_free(rein_workspace *w) {
     rein_free(w->kp);
     rein_free(w->vp);
     rein_free(w->rows);
+    rein_free(w->rope_cs);
+    rein_free(w->rope_sn);
     memset(w, 0, sizeof *w);
 }
 
@@ -370,7 +372,11 @@ rein_status rein_workspace_reserve(rein_model *m, int n) {
     w->kp = rein_malloc(sizeof(float *) * (size_t)n);
     w->vp = rein_malloc(sizeof(float *) * (size_t)n);
     w->rows = rein_malloc(sizeof(int32_t) * (size_t)n);
-    if (!w->x || !w->pos || !w->n_keys || !w->kp || !w->vp || !w->rows) {
+    size_t half = (size_t)(c->rope_dim / 2 > 0 ? c->rope_dim / 2 : 1);
+    w->rope_cs = rein_malloc(sizeof(float) * half * (size_t)n);
+    w->rope_sn = rein_malloc(sizeof(float) * half * (size_t)n);
+    if (!w->x || !w->pos || !w->n_keys || !w->kp || !w->vp || !w->rows || !w->rope_cs ||
+        !w->rope_sn) {
         workspace_free(w);
         return REIN_ERR_NOMEM;
     }

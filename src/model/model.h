@@ -39,6 +39,8 @@ typedef struct rein_workspace {
     const float **kp; /* (n) first key row of each token's sequence in the current layer */
     const float **vp; /* (n) */
     int32_t *rows;    /* (n) indices of the tokens whose logits are wanted */
+    float *rope_cs;   /* (n, rope_dim / 2) cos of each token's rotary angles, for every layer */
+    float *rope_sn;   /* (n, rope_dim / 2) sin */
     float *lora_tmp;  /* (n, rank) x @ A^T of an adapter */
     int64_t lora_cap; /* floats lora_tmp holds */
 } rein_workspace;
