@@ -180,22 +180,35 @@ static void test_swiglu(void) {
     for (int i = 0; i < 4; i++) ref[i] = g[i] / (1 + exp(-g[i])) * u[i];
     rein_swiglu_forward(o, g, u, 4);
     CHECK(close_all("swiglu", o, ref, 4, 1e-6, 1e-6));
+    /* 37 values: the vector path (16 at a time) and its scalar tail, and the portable path */
+    float g2[37], u2[37], o2[37];
+    double ref2[37];
+    for (int i = 0; i < 37; i++) {
+        g2[i] = (float)(i - 18) * 1.1f, u2[i] = (float)(i % 5) - 2.0f;
+        ref2[i] = g2[i] / (1 + exp(-(double)g2[i])) * u2[i];
+    }
+    for (int portable = 0; portable <= 1; portable++) {
+        rein_matmul_force_portable(portable);
+        rein_swiglu_forward(o2, g2, u2, 37);
+        CHECK(close_all("swiglu", o2, ref2, 37, 1e-6, 1e-6));
+    }
+    rein_matmul_force_portable(0);
 }
 
-static void test_attention(void) {
+static void test_attention(int D, int T) {
     /* 3 queries of H=4 heads over KVH=2 groups; query i sees n_keys[i] rows of its own run */
-    int N = 3, H = 4, KVH = 2, D = 16, T = 37;
+    int N = 3, H = 4, KVH = 2;
     int64_t stride = KVH * D + 3; /* rows need not be packed */
     float *q = randn(N * H * D, 1), *kb = randn(2 * T * stride, 1), *vb = randn(2 * T * stride, 1);
     const float *k[3] = {kb, kb + T * stride, kb}, *v[3] = {vb, vb + T * stride, vb};
-    int n_keys[3] = {1, T, 20};
+    int n_keys[3] = {1, T, T / 2 + 3};
     float *o = rein_malloc(sizeof(float) * N * H * D);
     double *ref = rein_calloc((size_t)N * H * D, sizeof(double));
     float scale = 1.0f / sqrtf((float)D);
     for (int i = 0; i < N; i++)
         for (int h = 0; h < H; h++) {
             int g = h / (H / KVH);
-            double s[64], mx = -1e300, den = 0;
+            double s[512], mx = -1e300, den = 0;
             for (int t = 0; t < n_keys[i]; t++) {
                 s[t] = 0;
                 for (int d = 0; d < D; d++)
@@ -208,8 +221,12 @@ static void test_attention(void) {
                 for (int d = 0; d < D; d++)
                     ref[(i * H + h) * D + d] += exp(s[t] - mx) / den * v[i][t * stride + g * D + d];
         }
-    rein_attention_forward(o, q, N, H, KVH, D, k, v, n_keys, stride, scale);
-    CHECK(close_all("attention", o, ref, N * H * D, 1e-5, 1e-4));
+    for (int portable = 0; portable <= 1; portable++) { /* both paths; T > 128: several chunks */
+        rein_matmul_force_portable(portable);
+        rein_attention_forward(o, q, N, H, KVH, D, k, v, n_keys, stride, scale);
+        CHECK(close_all("attention", o, ref, N * H * D, 1e-5, 1e-4));
+    }
+    rein_matmul_force_portable(0);
     rein_free(q), rein_free(kb), rein_free(vb), rein_free(o), rein_free(ref);
 }
 
@@ -224,6 +241,7 @@ int main(void) {
     test_rmsnorm();
     test_rope();
     test_swiglu();
-    test_attention();
+    test_attention(16, 37);
+    test_attention(64, 300);
     return test_finish();
 }

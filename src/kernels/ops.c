@@ -179,7 +179,57 @@ typedef struct att_job {
     const int *n_keys;
     int64_t kv_stride;
     float scale;
+    int avx;
 } att_job;
+
+#if defined(__x86_64__)
+#define ATT_CHUNK 128 /* keys whose scores are formed before their softmax weights */
+
+/* One (row, head) with D a multiple of 16: per chunk of keys, the scores (one vector dot product
+ * each), the running maximum, the weights with the vector exp, then the weighted values. */
+__attribute__((target("avx512f,avx512vl,fma"))) static void
+att_row_avx512(float *oh, const float *qh, const float *kb, const float *vb, int n_keys,
+               int64_t stride, int D, float scale) {
+    float acc[1024] __attribute__((aligned(64))), sc[ATT_CHUNK] __attribute__((aligned(64)));
+    for (int d = 0; d < D; d++) acc[d] = 0;
+    float mx = -INFINITY, den = 0;
+    for (int j0 = 0; j0 < n_keys; j0 += ATT_CHUNK) {
+        int nk = REIN_MIN(ATT_CHUNK, n_keys - j0);
+        float cmax = -INFINITY;
+        for (int j = 0; j < nk; j++) {
+            const float *ks = kb + (int64_t)(j0 + j) * stride;
+            __m512 s = _mm512_mul_ps(_mm512_loadu_ps(qh), _mm512_loadu_ps(ks));
+            for (int d = 16; d < D; d += 16)
+                s = _mm512_fmadd_ps(_mm512_loadu_ps(qh + d), _mm512_loadu_ps(ks + d), s);
+            sc[j] = _mm512_reduce_add_ps(s) * scale;
+            cmax = fmaxf(cmax, sc[j]);
+        }
+        if (cmax > mx) {
+            float c = expf(mx - cmax); /* 0 on the first chunk */
+            den *= c;
+            for (int d = 0; d < D; d += 16)
+                _mm512_store_ps(acc + d, _mm512_mul_ps(_mm512_load_ps(acc + d), _mm512_set1_ps(c)));
+            mx = cmax;
+        }
+        for (int j = 0; j < nk; j += 16) {
+            __mmask16 m = (__mmask16)(nk - j >= 16 ? 0xffff : (1u << (nk - j)) - 1);
+            __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + j),
+                                                                  _mm512_set1_ps(mx))));
+            _mm512_mask_storeu_ps(sc + j, m, e);
+            den += _mm512_reduce_add_ps(e);
+        }
+        for (int j = 0; j < nk; j++) {
+            const float *vs = vb + (int64_t)(j0 + j) * stride;
+            __m512 p = _mm512_set1_ps(sc[j]);
+            for (int d = 0; d < D; d += 16)
+                _mm512_store_ps(acc + d, _mm512_fmadd_ps(p, _mm512_loadu_ps(vs + d),
+                                                         _mm512_load_ps(acc + d)));
+        }
+    }
+    float inv = den > 0 ? 1.0f / den : 0.0f;
+    for (int d = 0; d < D; d++) oh[d] = acc[d] * inv;
+}
+#endif
 
 static void att_task(void *ctx, int t, int n_tasks) {
     const att_job *a = ctx;
@@ -189,6 +239,12 @@ static void att_task(void *ctx, int t, int n_tasks) {
     const float *qh = a->q + ((int64_t)i * a->H + h) * D;
     float *oh = a->out + ((int64_t)i * a->H + h) * D;
     const float *kb = a->k[i] + (int64_t)g * D, *vb = a->v[i] + (int64_t)g * D;
+#if defined(__x86_64__)
+    if (a->avx && D % 16 == 0) {
+        att_row_avx512(oh, qh, kb, vb, a->n_keys[i], a->kv_stride, D, a->scale);
+        return;
+    }
+#endif
     float acc[1024];
     for (int d = 0; d < D; d++) acc[d] = 0;
     float mx = -INFINITY, den = 0;
@@ -216,6 +272,6 @@ void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, i
                             const float *const *k, const float *const *v, const int *n_keys,
                             int64_t kv_stride, float scale) {
     REIN_ASSERT(D <= 1024 && KVH > 0 && H % KVH == 0);
-    att_job a = {out, q, N, H, KVH, D, k, v, n_keys, kv_stride, scale};
+    att_job a = {out, q, N, H, KVH, D, k, v, n_keys, kv_stride, scale, rein_kernels_use_avx512()};
     rein_parallel_for(N * H, att_task, &a);
 }
