@@ -1,0 +1,102 @@
+/* bench_gemm.c - rein's matrix products beside OpenBLAS on the model's shapes, in one run.
+ *
+ * The forward product of each linear layer shape of the default model at 1024 tokens (NT: y = x
+ * W^T) and its two backward products (NN: dX = dY W; TN: dW = dY^T X), as GFLOP/s and % of the
+ * machine's FP32 FMA peak (520 GFLOP/s on both cores here; REIN_PEAK_GFLOPS overrides), at rein's
+ * thread count. OpenBLAS is loaded at run time with dlopen (libopenblas.so.0, as installed, with
+ * whatever OPENBLAS_* the environment sets), so neither librein nor this program links it; without
+ * it only rein's column is printed. Figures, not a test.
+ */
+#include "base/base.h"
+#include "kernels/matmul.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+/* cblas_sgemm's signature (CBLAS enums as ints: RowMajor 101, NoTrans 111, Trans 112). */
+typedef void (*sgemm_fn)(int order, int ta, int tb, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                         int ldc);
+typedef void (*set_threads_fn)(int);
+
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+
+static float *randn(int64_t n, rein_rng *r) {
+    float *x = rein_malloc_aligned(sizeof(float) * (size_t)n, 64);
+    for (int64_t i = 0; i < n; i++) x[i] = rein_rng_normal(r);
+    return x;
+}
+
+/* Best of `reps` runs of one product, in seconds. kind: 0 NT, 1 NN, 2 TN; BLAS when sg != NULL. */
+static double run(int kind, int T, int out, int in, const float *x, const float *w, const float *dy,
+                  float *y, sgemm_fn sg, int reps) {
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t = rein_time_now();
+        if (kind == 0) {
+            if (sg) sg(ROW_MAJOR, NO_TRANS, TRANS, T, out, in, 1, x, in, w, in, 0, y, out);
+            else rein_matmul_nt(y, x, w, T, in, out, 0);
+        } else if (kind == 1) {
+            if (sg) sg(ROW_MAJOR, NO_TRANS, NO_TRANS, T, in, out, 1, dy, out, w, in, 0, y, in);
+            else rein_matmul_nn(y, dy, w, T, out, in, 0);
+        } else {
+            if (sg) sg(ROW_MAJOR, TRANS, NO_TRANS, out, in, T, 1, dy, out, x, in, 0, y, in);
+            else rein_matmul_tn(y, dy, x, T, out, in, 0);
+        }
+        best = REIN_MIN(best, rein_time_now() - t);
+    }
+    return best;
+}
+
+int main(void) {
+    double peak = getenv("REIN_PEAK_GFLOPS") ? atof(getenv("REIN_PEAK_GFLOPS")) : 520.0;
+    int threads = rein_get_threads();
+    void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+    sgemm_fn sg = lib ? (sgemm_fn)(uintptr_t)dlsym(lib, "cblas_sgemm") : NULL;
+    set_threads_fn st = lib ? (set_threads_fn)(uintptr_t)dlsym(lib, "openblas_set_num_threads") : NULL;
+    if (st) st(threads);
+    const char *ct = getenv("OPENBLAS_CORETYPE");
+    printf("== GEMM, %d threads, rein kernel %s; OpenBLAS %s%s%s\n", threads,
+           rein_matmul_kernel_name(), sg ? "libopenblas.so.0" : "not found",
+           ct ? ", OPENBLAS_CORETYPE=" : "", ct ? ct : "");
+    printf("%-6s %-18s %10s %7s | %10s %7s | %6s\n", "op", "shape (M,N,K)", "rein GF/s", "% peak",
+           "BLAS GF/s", "% peak", "ratio");
+    const int T = 1024, shapes[3][2] = {{1536, 576}, {576, 1536}, {49152, 576}};
+    rein_rng r;
+    rein_rng_seed(&r, 1);
+    for (int s = 0; s < 3; s++) {
+        int out = shapes[s][0], in = shapes[s][1];
+        float *x = randn((int64_t)T * in, &r), *w = randn((int64_t)out * in, &r);
+        float *dy = randn((int64_t)T * out, &r);
+        int64_t ny = REIN_MAX(REIN_MAX((int64_t)T * out, (int64_t)T * in), (int64_t)out * in);
+        float *y = rein_malloc_aligned(sizeof(float) * (size_t)ny, 64);
+        for (int kind = 0; kind < 3; kind++) {
+            static const char *names[3] = {"NT", "NN", "TN"};
+            /* the product's own (M, N, K): rows of the result, its columns, the reduction */
+            int M = kind == 2 ? out : T, N = kind == 0 ? out : in, K = kind == 0 ? in : kind == 1 ? out : T;
+            double flops = 2.0 * M * N * K;
+            int reps = flops > 3e10 ? 2 : 4;
+            run(kind, T, out, in, x, w, dy, y, NULL, 1); /* warm up */
+            double tr = run(kind, T, out, in, x, w, dy, y, NULL, reps);
+            double gr = flops / tr / 1e9, gb = 0;
+            if (sg) {
+                run(kind, T, out, in, x, w, dy, y, sg, 1);
+                gb = flops / run(kind, T, out, in, x, w, dy, y, sg, reps) / 1e9;
+            }
+            char shape[32], b1[16] = "n/a", b2[16] = "-", rt[16] = "-";
+            snprintf(shape, sizeof shape, "%dx%dx%d", M, N, K);
+            if (gb > 0) {
+                snprintf(b1, sizeof b1, "%.1f", gb);
+                snprintf(b2, sizeof b2, "%.1f%%", 100 * gb / peak);
+                snprintf(rt, sizeof rt, "%.2fx", gr / gb);
+            }
+            printf("%-6s %-18s %10.1f %6.1f%% | %10s %7s | %6s\n", names[kind], shape, gr,
+                   100 * gr / peak, b1, b2, rt);
+            fflush(stdout);
+        }
+        rein_free_aligned(x), rein_free_aligned(w), rein_free_aligned(dy), rein_free_aligned(y);
+    }
+    printf("%% of a %.0f GFLOP/s FP32 FMA peak; ratio = rein / OpenBLAS\n", peak);
+    if (lib) dlclose(lib);
+    return 0;
+}
