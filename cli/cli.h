@@ -57,5 +57,18 @@ int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_align(int argc, char **argv);
+int cmd_selfinstruct(int argc, char **argv);
+int cmd_redteam(int argc, char **argv);
+
+/* rein's own data file data/NAME, found beside the current folder or the program (exits when
+ * absent). The path stays valid for the next 7 calls. */
+const char *cli_data_path(const char *cmd, const char *name);
+/* The alignment inputs from the given files, or rein's own in data/ for each NULL (exits on
+ * error). Free with rein_align_inputs_free. */
+struct rein_align_inputs;
+void cli_align_inputs(const char *cmd, const char *principles, const char *exemplars,
+                      const char *seeds, const char *seed_tasks, const char *verbose,
+                      struct rein_align_inputs *in);
 
 #endif

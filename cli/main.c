@@ -14,6 +14,9 @@ static const char usage[] =
     "  generate  continue a prompt, or answer it as a chat turn (--chat)\n"
     "  chat      talk with a model, turn by turn\n"
     "  sft       supervised fine-tuning (LoRA or full) with exact resume\n"
+    "  align     principle-driven self-alignment from scratch: prompts, answers, engraving, cloning\n"
+    "  selfinstruct  new instructions from seed tasks (Self-Instruct, stage 1 of align)\n"
+    "  redteam   red-team evaluation: attack-success and over-refusal rates (redteam eval)\n"
     "  export    write a model (LoRA adapter merged) as GGUF or as a Hugging Face folder\n"
     "\n"
     "Run 'rein COMMAND --help' for a command's options. -m MODEL defaults to the downloaded\n"
@@ -40,6 +43,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
     if (!strcmp(cmd, "sft")) return cmd_sft(argc - 1, argv + 1);
     if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "align")) return cmd_align(argc - 1, argv + 1);
+    if (!strcmp(cmd, "selfinstruct")) return cmd_selfinstruct(argc - 1, argv + 1);
+    if (!strcmp(cmd, "redteam")) return cmd_redteam(argc - 1, argv + 1);
     fprintf(stderr, "rein: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

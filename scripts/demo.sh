@@ -1,18 +1,20 @@
 #!/bin/sh
-# The main job on the default model. Until the alignment pipeline lands, a short, non-interactive
-# tour: what the model is, then a few chat answers and a plain continuation, with their speed.
+# The main job on the default model: principle-driven self-alignment from scratch (`rein align`:
+# Self-Instruct and topic-guided red-teaming prompts, principle-driven answers, engraving, verbose
+# cloning), then the base and the aligned model side by side on rein's held-out red-team questions
+# and benign prompts. Sized to take about 15 minutes on 2 cores; run it again and the finished
+# stages are skipped (the run folder keeps everything). REIN_DEMO_PROMPTS=N makes a larger run.
 set -e
 REIN=./build/rein
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
-echo "== rein info"
-$REIN info $MODEL
+OUT=${REIN_DEMO_OUT:-runs/align-demo}
+PROMPTS=${REIN_DEMO_PROMPTS:-96}
+RESUME=
+[ -f "$OUT/run.db" ] && RESUME=--resume
+echo "== rein align -m $MODEL --out $OUT --prompts $PROMPTS $RESUME"
+$REIN align -m "$MODEL" --out "$OUT" --prompts "$PROMPTS" $RESUME
 echo
-for q in "What is the capital of France?" \
-         "Give me three tips for staying focused while studying." \
-         "Write a haiku about the sea."; do
-    echo "== rein generate --chat -p \"$q\" --temp 0"
-    $REIN generate -m $MODEL --chat -p "$q" -n 128 --temp 0 -v
-    echo
-done
-echo "== rein generate -p \"The three laws of robotics are\" --seed 1"
-$REIN generate -m $MODEL -p "The three laws of robotics are" -n 64 --seed 1 -v
+sed -n '/^## Evaluation/,/^## Side by side/p' "$OUT/report.md" | sed '$d'
+echo "The report: $OUT/report.md and $OUT/report.html (the chart and side-by-side answers)."
+echo "Every prompt, answer and filter verdict: sqlite3 $OUT/run.db. The aligned model: the adapter"
+echo "$OUT/clone/adapter; e.g. $REIN export -m $MODEL --adapter $OUT/clone/adapter --out aligned.gguf"
