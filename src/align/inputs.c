@@ -174,7 +174,6 @@ rein_status rein_rt_types_parse(const char *name, const char *text, rein_align_i
                     return rein_error(REIN_ERR_FORMAT, "%s:%d: type '%s' needs a description, "
                                       "topics and at least one \"Q: topic | question\"", name,
                                       t_line, t->name);
-                in->n_types++;
                 t = NULL;
             }
             if (!more) break;
@@ -191,8 +190,7 @@ rein_status rein_rt_types_parse(const char *name, const char *text, rein_align_i
                 return rein_error(REIN_ERR_FORMAT, "%s:%d: a new type before \"===\" ended '%s'",
                                   name, l.line, t->name);
             REIN_TRY(grow((void **)&in->types, in->n_types, sizeof(rein_rt_type)));
-            t = &in->types[in->n_types];
-            memset(t, 0, sizeof *t);
+            t = &in->types[in->n_types++]; /* counted now: freed with the rest on an error */
             t_line = l.line;
             if (!(t->name = rein_align_trimmed_copy(s + skip, n - skip))) return REIN_ERR_NOMEM;
             continue;
@@ -222,7 +220,6 @@ rein_status rein_rt_types_parse(const char *name, const char *text, rein_align_i
             REIN_TRY(push_str(&t->q_text, &nq, bar + 1, (size_t)(s + n - bar - 1)));
         }
     }
-    if (t) in->n_types++;
     if (!in->n_types) return rein_error(REIN_ERR_FORMAT, "%s: no red-teaming type", name);
     return REIN_OK;
 }
@@ -265,11 +262,8 @@ void rein_align_inputs_free(rein_align_inputs *in) {
         rein_free(in->exemplars[i].thoughts);
         rein_free(in->exemplars[i].answer);
     }
-    /* a type being parsed when an error struck is at index n_types: free it too */
-    size_t nt = in->types ? in->n_types + 1 : 0;
-    for (size_t i = 0; i < nt; i++) {
+    for (size_t i = 0; i < in->n_types; i++) {
         rein_rt_type *t = &in->types[i];
-        if (i == in->n_types && !t->name) break;
         rein_free(t->name);
         rein_free(t->description);
         for (size_t k = 0; k < t->n_topics; k++) rein_free(t->topics[k]);
