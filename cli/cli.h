@@ -39,7 +39,7 @@ int cli_print_text(void *ud, const char *text, size_t len);
 enum {
     OPT_TEMP = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
     OPT_SEED, OPT_SYSTEM, OPT_TEMPLATE, OPT_STOP, OPT_CTX, OPT_THREADS, OPT_CHAT, OPT_JSON,
-    OPT_SPECIAL, OPT_BOS, OPT_NO_SYSTEM,
+    OPT_SPECIAL, OPT_BOS, OPT_NO_SYSTEM, OPT_ADAPTER_DIR,
 };
 #define CLI_SAMPLING_LONGOPTS                                                                  \
     {"temp", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOP_K},      \
@@ -57,6 +57,8 @@ int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_dpo(int argc, char **argv);
 int cmd_align(int argc, char **argv);
 int cmd_selfinstruct(int argc, char **argv);
 int cmd_redteam(int argc, char **argv);

@@ -18,6 +18,7 @@ static const char help_head[] =
     "/reset starts over, /quit (or end of input) leaves. Reads standard input, so it also\n"
     "answers a script of messages, one a line.\n"
     "  -m, --model FILE    GGUF model (default: the default model)\n"
+    "  --adapter DIR       apply a LoRA adapter (PEFT format, e.g. from rein sft)\n"
     "  -n, --max-tokens N  tokens at most per answer (default 512)\n"
     "  --system TEXT       system prompt (default: the template's own, if any)\n"
     "  --template NAME     chat template: chatml, llama3 or generic (default: from the model)\n"
@@ -50,9 +51,11 @@ static void convo_drop(convo *c, size_t from, size_t count) {
 int cmd_chat(int argc, char **argv) {
     static const struct option opts[] = {
         {"help", no_argument, 0, 'h'},           {"model", required_argument, 0, 'm'},
+        {"adapter", required_argument, 0, OPT_ADAPTER_DIR},
         {"max-tokens", required_argument, 0, 'n'}, {"system", required_argument, 0, OPT_SYSTEM},
         {"template", required_argument, 0, OPT_TEMPLATE}, {"ctx", required_argument, 0, OPT_CTX},
         {"threads", required_argument, 0, OPT_THREADS}, CLI_SAMPLING_LONGOPTS, {0, 0, 0, 0}};
+    const char *adapter = NULL;
     const char *model = NULL, *system = NULL, *tmpl_name = NULL;
     int n_ctx = 0, c;
     rein_generate_params gp = rein_generate_default_params();
@@ -62,6 +65,7 @@ int cmd_chat(int argc, char **argv) {
         switch (c) {
         case 'h': printf("%s\n%s", help_head, cli_sampling_help); return 0;
         case 'm': model = optarg; break;
+        case OPT_ADAPTER_DIR: adapter = optarg; break;
         case 'n': gp.max_tokens = (int32_t)cli_parse_long("chat", "-n", optarg, 1, 1 << 24); break;
         case OPT_SYSTEM: system = optarg; break;
         case OPT_TEMPLATE: tmpl_name = optarg; break;
@@ -75,6 +79,7 @@ int cmd_chat(int argc, char **argv) {
     rein_status st;
     rein_model *m;
     if ((st = rein_model_load(model, &m))) cli_die("chat", st);
+    if (adapter && (st = rein_lora_load(m, adapter))) cli_die("chat", st);
     const rein_tokenizer *tok = rein_model_tokenizer(m);
     if (!tok) {
         rein_error(REIN_ERR_UNSUPPORTED, "%s has no tokenizer", model);

@@ -10,6 +10,7 @@ static const char help_head[] =
     "Continue PROMPT and print the text as it is generated. With --chat, PROMPT is a user message\n"
     "rendered with the model's chat template, and the answer stops at the end of the turn.\n"
     "  -m, --model FILE    GGUF model (default: the default model)\n"
+    "  --adapter DIR       apply a LoRA adapter (PEFT format, e.g. from rein sft)\n"
     "  -p, --prompt TEXT   the prompt ('-' reads standard input)\n"
     "  -n, --max-tokens N  new tokens at most (default 256)\n"
     "  --chat              treat PROMPT as a user turn of a conversation\n"
@@ -23,12 +24,14 @@ static const char help_head[] =
 int cmd_generate(int argc, char **argv) {
     static const struct option opts[] = {
         {"help", no_argument, 0, 'h'},          {"model", required_argument, 0, 'm'},
+        {"adapter", required_argument, 0, OPT_ADAPTER_DIR},
         {"prompt", required_argument, 0, 'p'},  {"max-tokens", required_argument, 0, 'n'},
         {"verbose", no_argument, 0, 'v'},       {"chat", no_argument, 0, OPT_CHAT},
         {"system", required_argument, 0, OPT_SYSTEM},
         {"template", required_argument, 0, OPT_TEMPLATE},
         {"stop", required_argument, 0, OPT_STOP}, {"ctx", required_argument, 0, OPT_CTX},
         {"threads", required_argument, 0, OPT_THREADS}, CLI_SAMPLING_LONGOPTS, {0, 0, 0, 0}};
+    const char *adapter = NULL;
     const char *model = NULL, *prompt = NULL, *system = NULL, *tmpl_name = NULL;
     const char *stops[32];
     size_t n_stop = 0;
@@ -39,6 +42,7 @@ int cmd_generate(int argc, char **argv) {
         switch (c) {
         case 'h': printf("%s\n%s", help_head, cli_sampling_help); return 0;
         case 'm': model = optarg; break;
+        case OPT_ADAPTER_DIR: adapter = optarg; break;
         case 'p': prompt = optarg; break;
         case 'n': gp.max_tokens = (int32_t)cli_parse_long("generate", "-n", optarg, 0, 1 << 24); break;
         case 'v': verbose = 1; break;
@@ -72,6 +76,7 @@ int cmd_generate(int argc, char **argv) {
     }
     rein_model *m;
     if ((st = rein_model_load(model, &m))) cli_die("generate", st);
+    if (adapter && (st = rein_lora_load(m, adapter))) cli_die("generate", st);
     const rein_tokenizer *tok = rein_model_tokenizer(m);
     if (!tok) {
         rein_error(REIN_ERR_UNSUPPORTED, "%s has no tokenizer", model);

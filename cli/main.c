@@ -14,6 +14,8 @@ static const char usage[] =
     "  generate  continue a prompt, or answer it as a chat turn (--chat)\n"
     "  chat      talk with a model, turn by turn\n"
     "  sft       supervised fine-tuning (LoRA or full) with exact resume\n"
+    "  rm        reward models from comparisons: train, score, eval\n"
+    "  dpo       direct preference optimisation (LoRA or full) with exact resume\n"
     "  align     principle-driven self-alignment from scratch: prompts, answers, engraving, cloning\n"
     "  selfinstruct  new instructions from seed tasks (Self-Instruct, stage 1 of align)\n"
     "  redteam   red-team evaluation: attack-success and over-refusal rates (redteam eval)\n"
@@ -42,6 +44,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
     if (!strcmp(cmd, "sft")) return cmd_sft(argc - 1, argv + 1);
+    if (!strcmp(cmd, "rm")) return cmd_rm(argc - 1, argv + 1);
+    if (!strcmp(cmd, "dpo")) return cmd_dpo(argc - 1, argv + 1);
     if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "align")) return cmd_align(argc - 1, argv + 1);
     if (!strcmp(cmd, "selfinstruct")) return cmd_selfinstruct(argc - 1, argv + 1);

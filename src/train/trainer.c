@@ -135,6 +135,15 @@ static int test_hook_step(const char *var, int64_t step) {
     return 0;
 }
 
+/* Close an evaluation's metrics line: the objective's extra fields (left in *extra, for the log
+ * line too), then the closing brace. */
+static void eval_extra(const rein_objective *obj, rein_buf *line, rein_buf *extra) {
+    rein_buf_clear(extra);
+    if (obj->eval_metrics) obj->eval_metrics(obj->ctx, extra);
+    if (extra->len) rein_buf_append(line, extra->data, extra->len);
+    rein_buf_append(line, "}", 1);
+}
+
 static rein_status make_dir(const char *dir) {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return rein_error(REIN_ERR_IO, "%s: cannot create the run folder: %s", dir, strerror(errno));
@@ -184,6 +193,8 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
     if (!st && !o->full) st = rein_lora_attach(m, &o->lora);
     if (!st) st = rein_train_state_new(m, o->batch_tokens, o->full, &ts);
     if (!st) st = rein_train_param_list(m, ts, &pl);
+    int n_model_spans = pl.n; /* the objective's own spans follow */
+    if (!st && obj->extra_params) st = obj->extra_params(obj->ctx, &pl);
     if (!st) st = rein_adamw_init(&opt, pl.total);
 
     rein_ckpt_state cs, want;
@@ -223,9 +234,12 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
         st = obj->evaluate(obj->ctx, m, ts, &ev);
         if (!st) {
             rein_buf_clear(&line);
-            rein_buf_appendf(&line, "{\"step\":0,\"%s\":%.6f}", obj->eval_name, ev);
+            rein_buf_appendf(&line, "{\"step\":0,\"%s\":%.6f", obj->eval_name, ev);
+            eval_extra(obj, &line, &extra);
             st = append_metrics(o->out_dir, line.data);
-            if (!o->quiet) fprintf(stderr, "rein: step 0: %s %.4f\n", obj->eval_name, ev);
+            if (!o->quiet)
+                fprintf(stderr, "rein: step 0: %s %.4f%s\n", obj->eval_name, ev,
+                        extra.data ? extra.data : "");
         }
     }
     int done = 0;
@@ -245,6 +259,8 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
                 step_tokens += obj->item_tokens(obj->ctx, p->order[k]);
             }
             rein_train_zero_grads(m, ts);
+            for (int i = n_model_spans; i < pl.n; i++)
+                memset(pl.spans[i].g, 0, sizeof(float) * (size_t)pl.spans[i].n);
             double loss = 0;
             rein_buf_clear(&extra);
             for (int64_t mb = mb0; mb < mb1 && !st; mb++) {
@@ -310,12 +326,14 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
                 st = obj->evaluate(obj->ctx, m, ts, &ev);
                 if (!st) {
                     rein_buf_clear(&line);
-                    rein_buf_appendf(&line, "{\"step\":%lld,\"%s\":%.6f}", (long long)cs.step,
+                    rein_buf_appendf(&line, "{\"step\":%lld,\"%s\":%.6f", (long long)cs.step,
                                      obj->eval_name, ev);
+                    eval_extra(obj, &line, &extra);
                     st = append_metrics(o->out_dir, line.data);
                     if (!o->quiet)
-                        fprintf(stderr, "%srein: step %lld: %s %.4f\n", prog.tty ? "\n" : "",
-                                (long long)cs.step, obj->eval_name, ev);
+                        fprintf(stderr, "%srein: step %lld: %s %.4f%s\n", prog.tty ? "\n" : "",
+                                (long long)cs.step, obj->eval_name, ev,
+                                extra.data ? extra.data : "");
                 }
             }
             if (cs.micro >= (int64_t)p->n_micro) {

@@ -56,6 +56,12 @@ typedef struct rein_objective {
     const char *eval_name;
     /* Optional: extra fields for the step's metrics line (",\"acc\":0.7"), reset each step. */
     void (*step_metrics)(void *ctx, rein_buf *out);
+    /* Optional: extra fields for an evaluation's metrics line, called after each evaluate. */
+    void (*eval_metrics)(void *ctx, rein_buf *out);
+    /* Optional: trainable tensors of the objective's own (a reward head), appended to the
+     * optimizer's list after the model's, so they are clipped, stepped, checkpointed and resumed
+     * with it. The loop zeroes their gradients at the start of every step. */
+    rein_status (*extra_params)(void *ctx, rein_param_list *pl);
 } rein_objective;
 
 /* The line of the settings that must match for --resume, written into checkpoints. */

@@ -1,0 +1,77 @@
+/* train_opts.h - the options and data loading the preference trainers share (train_opts.c). */
+#ifndef REIN_CLI_TRAIN_OPTS_H
+#define REIN_CLI_TRAIN_OPTS_H
+
+#include "cli.h"
+#include "formats/dataset.h"
+#include "train/examples.h"
+#include "train/pref.h"
+#include "train/trainer.h"
+
+enum {
+    OPT_T_DATA = 3000, OPT_T_FORMAT, OPT_T_EVAL, OPT_T_MAXLEN, OPT_T_SKIP, OPT_T_RANK, OPT_T_ALPHA,
+    OPT_T_TARGETS, OPT_T_FULL, OPT_T_EPOCHS, OPT_T_MAXSTEPS, OPT_T_LR, OPT_T_SCHED, OPT_T_WARMUP,
+    OPT_T_WD, OPT_T_CLIP, OPT_T_BT, OPT_T_ACC, OPT_T_SEED, OPT_T_OUT, OPT_T_RESUME, OPT_T_SAVE,
+    OPT_T_EVALEVERY, OPT_T_THREADS, OPT_T_PLAIN,
+    OPT_T_NEXT = 3100 /* a command's own options start here */
+};
+
+/* getopt_long entries of the shared options (-m included). */
+#define CLI_TRAIN_LONGOPTS                                                                     \
+    {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, OPT_T_DATA},          \
+    {"format", required_argument, 0, OPT_T_FORMAT}, {"eval", required_argument, 0, OPT_T_EVAL}, \
+    {"max-len", required_argument, 0, OPT_T_MAXLEN}, {"skip-bad", no_argument, 0, OPT_T_SKIP}, \
+    {"lora-rank", required_argument, 0, OPT_T_RANK},                                           \
+    {"lora-alpha", required_argument, 0, OPT_T_ALPHA},                                         \
+    {"lora-targets", required_argument, 0, OPT_T_TARGETS}, {"full", no_argument, 0, OPT_T_FULL}, \
+    {"epochs", required_argument, 0, OPT_T_EPOCHS},                                            \
+    {"max-steps", required_argument, 0, OPT_T_MAXSTEPS}, {"lr", required_argument, 0, OPT_T_LR}, \
+    {"schedule", required_argument, 0, OPT_T_SCHED}, {"warmup", required_argument, 0, OPT_T_WARMUP}, \
+    {"weight-decay", required_argument, 0, OPT_T_WD}, {"clip", required_argument, 0, OPT_T_CLIP}, \
+    {"batch-tokens", required_argument, 0, OPT_T_BT},                                          \
+    {"grad-accum", required_argument, 0, OPT_T_ACC}, {"seed", required_argument, 0, OPT_T_SEED}, \
+    {"out", required_argument, 0, OPT_T_OUT}, {"resume", no_argument, 0, OPT_T_RESUME},        \
+    {"save-every", required_argument, 0, OPT_T_SAVE},                                          \
+    {"eval-every", required_argument, 0, OPT_T_EVALEVERY},                                     \
+    {"threads", required_argument, 0, OPT_T_THREADS}, {"plain", no_argument, 0, OPT_T_PLAIN}
+
+extern const char cli_train_help[];
+
+typedef struct cli_train_args {
+    rein_train_opts o;
+    const char *model, *data, *eval;
+    rein_data_format fmt;
+    int skip_bad, alpha_set;
+    long max_len;
+} cli_train_args;
+
+void cli_train_args_init(cli_train_args *a);
+/* Take a shared option (returns 1) or leave it to the command (0). Exits on a bad value. */
+int cli_train_option(const char *cmd, int opt, const char *arg, cli_train_args *a);
+/* After parsing: required options, alpha's default, the model path. Exits on a problem. */
+void cli_train_args_check(const char *cmd, cli_train_args *a);
+
+/* Read a preference, HH or ranking file and build its examples; prints every problem as
+ * FILE:LINE and exits on failure. *ds_out (if not NULL) gets the dataset (caller frees). */
+rein_example_set *cli_load_pref_examples(const char *cmd, const char *path, rein_data_format fmt,
+                                         int skip_bad, const rein_example_params *ep,
+                                         rein_dataset **ds_out);
+/* Group the examples into comparisons, with the file's per-record margins; exits on failure. */
+void cli_pref_set(const char *cmd, const rein_example_set *set, const rein_dataset *ds,
+                  rein_pref_set *ps);
+
+/* What a preference trainer starts from: the model, its training (and evaluation) comparisons. */
+typedef struct cli_pref_data {
+    rein_model *m;
+    rein_dataset *ds, *eds;
+    rein_example_set *train, *ev; /* ev NULL without --eval */
+    rein_pref_set ps, pe;
+    size_t n_tok;                 /* training tokens per pass */
+} cli_pref_data;
+
+/* Load a->model and a->data (and a->eval), with the files' margins when `margins`; exits on any
+ * problem, printing each bad line. */
+void cli_pref_data_load(const char *cmd, const cli_train_args *a, int margins, cli_pref_data *d);
+void cli_pref_data_free(cli_pref_data *d);
+
+#endif
