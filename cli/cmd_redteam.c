@@ -22,6 +22,8 @@ static const char help[] =
     "  --behaviors FILE    harmful behaviours (required)\n"
     "  --benign FILE       benign prompts, for the over-refusal rate\n"
     "  --refusals FILE     refusal phrases, one a line (data/refusal_phrases.txt)\n"
+    "  --reward-model DIR  a reward model (rein rm) as a second judge: not available in this\n"
+    "                      build, which has no reward-model scoring API; the phrases decide\n"
     "  --max-tokens N      decoding length (default 64)\n"
     "  --limit N           only the first N prompts of each file\n"
     "  --out DIR           where the results go (required)\n"
@@ -29,7 +31,9 @@ static const char help[] =
     "  --threads N         worker threads\n"
     "  --plain             log lines instead of progress bars\n";
 
-enum { O_ADAPTER = 2000, O_BEH, O_BEN, O_REF, O_MAXTOK, O_LIMIT, O_OUT, O_PAR, O_THREADS, O_PLAIN };
+enum {
+    O_ADAPTER = 2000, O_BEH, O_BEN, O_REF, O_MAXTOK, O_LIMIT, O_OUT, O_PAR, O_THREADS, O_PLAIN, O_RM
+};
 
 int cmd_redteam(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -47,7 +51,7 @@ int cmd_redteam(int argc, char **argv) {
         {"max-tokens", required_argument, 0, O_MAXTOK}, {"limit", required_argument, 0, O_LIMIT},
         {"out", required_argument, 0, O_OUT}, {"parallel", required_argument, 0, O_PAR},
         {"threads", required_argument, 0, O_THREADS}, {"plain", no_argument, 0, O_PLAIN},
-        {0, 0, 0, 0}};
+        {"reward-model", required_argument, 0, O_RM}, {0, 0, 0, 0}};
     const char *model = NULL, *adapter = NULL, *beh = NULL, *ben = NULL, *ref = NULL, *out = NULL;
     rein_redteam_opts ro = rein_redteam_default_opts();
     long limit = 0;
@@ -66,6 +70,10 @@ int cmd_redteam(int argc, char **argv) {
         case O_PAR: ro.n_parallel = (int)cli_parse_long("redteam", "--parallel", optarg, 1, 1024); break;
         case O_THREADS: rein_set_threads((int)cli_parse_long("redteam", "--threads", optarg, 1, 256)); break;
         case O_PLAIN: ro.plain = 1; break;
+        case O_RM:
+            cli_usage_error("redteam", "--reward-model %s: a reward model as second judge is not "
+                            "available in this build (it has no reward-model scoring API); the "
+                            "refusal phrases are the judge", optarg);
         default: cli_usage_error("redteam", "unknown option");
         }
     }

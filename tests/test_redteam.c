@@ -215,6 +215,9 @@ static void cli_eval(void) {
     /* usage errors */
     snprintf(cmd, sizeof cmd, "%s redteam eval --out %s", bin, dir);
     CHECK(test_run(cmd, 1, &out) == 2 && strstr(out.data, "--behaviors FILE is required"));
+    snprintf(cmd, sizeof cmd, "%s redteam eval --behaviors %s --reward-model %s/rm --out %s", bin, beh,
+             test_tmpdir(), dir);
+    CHECK(test_run(cmd, 1, &out) == 2 && strstr(out.data, "not available in this build"));
     snprintf(cmd, sizeof cmd, "%s redteam frob", bin);
     CHECK(test_run(cmd, 1, &out) == 2 && strstr(out.data, "unknown sub-command 'frob'"));
     snprintf(cmd, sizeof cmd, "%s redteam eval -m tests/fixtures/model/tiny_f32.gguf --behaviors "
