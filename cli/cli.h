@@ -59,6 +59,8 @@ int cmd_sft(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);
+int cmd_ppo(int argc, char **argv);
+int cmd_grpo(int argc, char **argv);
 int cmd_align(int argc, char **argv);
 int cmd_selfinstruct(int argc, char **argv);
 int cmd_redteam(int argc, char **argv);

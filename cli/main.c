@@ -16,6 +16,8 @@ static const char usage[] =
     "  sft       supervised fine-tuning (LoRA or full) with exact resume\n"
     "  rm        reward models from comparisons: train, score, eval\n"
     "  dpo       direct preference optimisation (LoRA or full) with exact resume\n"
+    "  ppo       RLHF with PPO against a reward model or a rule (LoRA, value head, exact resume)\n"
+    "  grpo      GRPO / RLOO: group-normalised RL without a critic\n"
     "  align     principle-driven self-alignment from scratch: prompts, answers, engraving, cloning\n"
     "  selfinstruct  new instructions from seed tasks (Self-Instruct, stage 1 of align)\n"
     "  redteam   red-team evaluation: attack-success and over-refusal rates (redteam eval)\n"
@@ -46,6 +48,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "sft")) return cmd_sft(argc - 1, argv + 1);
     if (!strcmp(cmd, "rm")) return cmd_rm(argc - 1, argv + 1);
     if (!strcmp(cmd, "dpo")) return cmd_dpo(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ppo")) return cmd_ppo(argc - 1, argv + 1);
+    if (!strcmp(cmd, "grpo")) return cmd_grpo(argc - 1, argv + 1);
     if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "align")) return cmd_align(argc - 1, argv + 1);
     if (!strcmp(cmd, "selfinstruct")) return cmd_selfinstruct(argc - 1, argv + 1);
