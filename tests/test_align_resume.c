@@ -71,6 +71,21 @@ static void dump(const char *dir, const char *stage, rein_buf *prompts, rein_buf
     rein_rundb_close(db);
 }
 
+/* Whether s is valid UTF-8 (what the database and the JSONL exports must hold, whatever bytes a
+ * byte-level model writes). */
+static int valid_utf8(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int len = *p < 0x80 ? 1 : (*p >= 0xC2 && *p <= 0xDF) ? 2 : (*p >= 0xE0 && *p <= 0xEF) ? 3
+                : (*p >= 0xF0 && *p <= 0xF4) ? 4 : 0;
+        if (!len) return 0;
+        for (int k = 1; k < len; k++)
+            if ((p[k] & 0xC0) != 0x80) return 0;
+        p += len;
+    }
+    return 1;
+}
+
 static int file_has(const char *dir, const char *name, const char *needle) {
     char p[1024];
     snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -103,6 +118,7 @@ int main(void) {
     int na = 0, nb = 0;
     dump(a, "answer", &pa, &aa, &na);
     CHECKF(na >= 8, "%d answers in the straight run", na);
+    CHECK(valid_utf8(pa.data) && valid_utf8(aa.data));
 
     /* killed after the 5th answer of stage 2, then resumed */
     snprintf(args, sizeof args, "--out %s --stages 1-2", b);

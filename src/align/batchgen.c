@@ -31,6 +31,48 @@ typedef struct slot {
     int row;          /* its logits row in this step, or -1 */
 } slot;
 
+/* Length of the valid UTF-8 sequence at s[0..n) (RFC 3629: no overlongs, no surrogates, at most
+ * U+10FFFF), 0 if it is invalid, or -1 if it is valid so far but cut off by the end. */
+static int utf8_seq(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    int len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!len) return 0;
+    unsigned lo = 0x80, hi = 0xBF; /* the second byte's range */
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+    for (int k = 1; k < len; k++) {
+        if ((size_t)k >= n) return -1;
+        unsigned b = s[k];
+        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return 0;
+    }
+    return len;
+}
+
+/* Make text valid UTF-8 for the callers (JSON, SQLite, the report): a byte-level model can write
+ * invalid sequences, and a generation cut by max_tokens can end inside a character. Invalid bytes
+ * become U+FFFD; an unfinished character at the very end is dropped. */
+static rein_status utf8_clean(rein_buf *text, rein_buf *scratch) {
+    rein_buf_clear(scratch);
+    const unsigned char *s = (const unsigned char *)text->data;
+    size_t n = text->len;
+    for (size_t i = 0; i < n;) {
+        int k = utf8_seq(s + i, n - i);
+        if (k < 0) break;
+        if (k == 0) {
+            REIN_TRY(rein_buf_append(scratch, "\xEF\xBF\xBD", 3));
+            i++;
+            continue;
+        }
+        REIN_TRY(rein_buf_append(scratch, s + i, (size_t)k));
+        i += (size_t)k;
+    }
+    rein_buf_clear(text);
+    return rein_buf_append(text, scratch->data ? scratch->data : "", scratch->len);
+}
+
 /* The earliest stop string in text[from..len), or -1. */
 static int64_t find_stop(const char *text, size_t len, size_t from, const rein_batchgen_params *p) {
     int64_t best = -1;
@@ -91,6 +133,7 @@ rein_status rein_batchgen_run(rein_model *m, const rein_batchgen_params *p, size
     }
 
     size_t next_item = 0, n_done = 0;
+    rein_buf clean = {0};
     while (!st && n_done < n) {
         /* fill free slots; items whose prompt cannot fit end at once */
         for (int s = 0; s < S && !st; s++) {
@@ -187,6 +230,7 @@ rein_status rein_batchgen_run(rein_model *m, const rein_batchgen_params *p, size
                 sl->next = id;
                 continue;
             }
+            if ((st = utf8_clean(&sl->text, &clean))) break;
             rein_batchgen_out o = {sl->text.data ? sl->text.data : "", sl->text.len, sl->n_gen,
                                    how};
             st = done(ud, (size_t)sl->item, &o);
@@ -202,6 +246,7 @@ rein_status rein_batchgen_run(rein_model *m, const rein_batchgen_params *p, size
         rein_tokens_free(&slots[s].hist);
         rein_buf_free(&slots[s].text);
     }
+    rein_buf_free(&clean);
     rein_kv_cache_free(kv);
     rein_free(slots);
     rein_free(logits);
