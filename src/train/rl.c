@@ -9,6 +9,7 @@
  * of that token's state is read at the same row.
  */
 #include "train/rl.h"
+#include "train/trainer.h"
 #include "base/base.h"
 #include "formats/safetensors.h"
 #include "model/train.h"
@@ -355,30 +356,6 @@ rein_status rein_rl_loss_grad(rein_model *m, rein_train_state *ts, const rein_rl
     return st;
 }
 
-static rein_status append_line(const char *dir, const char *line) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    FILE *f = fopen(path, "a");
-    if (!f) return rein_error(REIN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    fputs(line, f);
-    fputc('\n', f);
-    return fclose(f) ? rein_error(REIN_ERR_IO, "%s: write failed", path) : REIN_OK;
-}
-
-/* Test hooks (unset in normal use): whether the comma-separated list in `var` names `it`. */
-static int test_hook(const char *var, int64_t it) {
-    const char *v = getenv(var);
-    if (!v) return 0;
-    for (const char *p = v; *p;) {
-        char *end;
-        long long x = strtoll(p, &end, 10);
-        if (end == p) break;
-        if (x == it) return 1;
-        p = *end == ',' ? end + 1 : end;
-    }
-    return 0;
-}
-
 /* The prompt at position idx of the endless sequence of seeded passes over the prompt set. */
 static int prompt_at(rl_run *r, int64_t idx) {
     int n = (int)r->ps->n;
@@ -491,7 +468,7 @@ static rein_status evaluate(rl_run *r, int64_t iter, rein_buf *line) {
                          "\"eval_eos_rate\":%.4f,\"eval_kl\":%.6f,\"eval_n\":%d}",
                          (long long)iter, sum_score / n_eval, sum_len / n_eval, sum_eos / n_eval,
                          sum_kl / n_eval, n_eval);
-        st = append_line(o->out_dir, line->data);
+        st = rein_metrics_append(o->out_dir, line->data);
         if (!st && !o->quiet)
             fprintf(stderr, "rein: iteration %lld: eval reward %.4f, length %.1f, eos %.2f, kl %.4f "
                     "(%d prompts)\n", (long long)iter, sum_score / n_eval, sum_len / n_eval,
@@ -688,7 +665,7 @@ rein_status rein_rl_run(rein_model *m, const rein_rl_opts *o, const rein_rl_prom
         for (int i = 0; i < B; i++) rein_generate_result_free(&r->res[i]);
         st = rein_generate_batch(m, r->kv, pp, pn, N, G, &gp, r->res);
         if (st) break;
-        if (test_hook("REIN_TEST_KILL_IN_ROLLOUT", it + 1)) raise(SIGKILL); /* tests */
+        if (rein_test_hook("REIN_TEST_KILL_IN_ROLLOUT", it + 1)) raise(SIGKILL); /* tests */
         double t1 = rein_time_now();
         int64_t n_gen = 0;
         r->off[0] = 0;
@@ -789,7 +766,7 @@ rein_status rein_rl_run(rein_model *m, const rein_rl_opts *o, const rein_rl_prom
                 st = update_pass(r, seqs, n);
                 if (st == REIN_ERR_NUMERIC) st = REIN_OK;
                 if (st) break;
-                if (test_hook("REIN_TEST_NAN_STEPS", it + 1) && e == 0 && mb == 0)
+                if (rein_test_hook("REIN_TEST_NAN_STEPS", it + 1) && e == 0 && mb == 0)
                     r->pl.spans[0].g[0] = NAN; /* tests: poison this update */
                 double dl = r->pg.loss + r->vf.loss + r->kl_term - loss0;
                 int64_t step_no = ((it * o->epochs) + e) * o->minibatches + mb;
@@ -847,7 +824,7 @@ rein_status rein_rl_run(rein_model *m, const rein_rl_opts *o, const rein_rl_prom
                          "\"update\":%.3f,\"rollout_tok_s\":%.1f,\"elapsed\":%.2f}}",
                          t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, n_gen / (t1 - t0 + 1e-9),
                          rein_time_now() - t_start);
-        st = append_line(o->out_dir, line.data);
+        st = rein_metrics_append(o->out_dir, line.data);
         if (report) {
             if (report->iterations == 0) report->first_reward = mean_score;
             report->last_reward = mean_score;
@@ -859,7 +836,7 @@ rein_status rein_rl_run(rein_model *m, const rein_rl_opts *o, const rein_rl_prom
             report->t_update += t5 - t4;
             report->rollout_tokens += n_gen;
         }
-        if (test_hook("REIN_TEST_KILL_AFTER_STEP", cs.step)) raise(SIGKILL); /* tests */
+        if (rein_test_hook("REIN_TEST_KILL_AFTER_STEP", cs.step)) raise(SIGKILL); /* tests */
         if (!st && !o->quiet) {
             char info[160];
             snprintf(info, sizeof info, "reward %.3f | kl %.3f | len %.0f | eos %.2f", mean_score,

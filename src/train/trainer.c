@@ -90,7 +90,7 @@ static void plan_free(epoch_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-static rein_status append_metrics(const char *dir, const char *line) {
+rein_status rein_metrics_append(const char *dir, const char *line) {
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     FILE *f = fopen(path, "a");
@@ -120,9 +120,7 @@ static void remove_stale_tmp(const char *dir) {
     closedir(d);
 }
 
-/* Test hooks: whether the comma-separated list in environment variable `var` names `step`. Used
- * by the tests of NaN handling and of resuming after kill -9; unset in normal use. */
-static int test_hook_step(const char *var, int64_t step) {
+int rein_test_hook(const char *var, int64_t step) {
     const char *v = getenv(var);
     if (!v) return 0;
     for (const char *p = v; *p;) {
@@ -236,7 +234,7 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
             rein_buf_clear(&line);
             rein_buf_appendf(&line, "{\"step\":0,\"%s\":%.6f", obj->eval_name, ev);
             eval_extra(obj, &line, &extra);
-            st = append_metrics(o->out_dir, line.data);
+            st = rein_metrics_append(o->out_dir, line.data);
             if (!o->quiet)
                 fprintf(stderr, "rein: step 0: %s %.4f%s\n", obj->eval_name, ev,
                         extra.data ? extra.data : "");
@@ -271,7 +269,7 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
             }
             if (st == REIN_ERR_NUMERIC) st = REIN_OK; /* caught below as a non-finite step */
             if (st) break;
-            if (test_hook_step("REIN_TEST_NAN_STEPS", cs.step + 1) && pl.n > 0)
+            if (rein_test_hook("REIN_TEST_NAN_STEPS", cs.step + 1) && pl.n > 0)
                 pl.spans[0].g[0] = NAN; /* tests: poison this step's gradient */
             double mean = weight > 0 ? loss / weight : 0;
             int bad = !isfinite(mean) || rein_grad_nonfinite(&pl);
@@ -310,8 +308,8 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
                              norm, step_tokens, step_tokens / (dt + 1e-9),
                              rein_time_now() - t_start, (long long)cs.n_skipped,
                              extra.data ? extra.data : "");
-            st = append_metrics(o->out_dir, line.data);
-            if (test_hook_step("REIN_TEST_KILL_AFTER_STEP", cs.step)) raise(SIGKILL); /* tests */
+            st = rein_metrics_append(o->out_dir, line.data);
+            if (rein_test_hook("REIN_TEST_KILL_AFTER_STEP", cs.step)) raise(SIGKILL); /* tests */
             if (!st && !o->quiet) {
                 char info[128];
                 snprintf(info, sizeof info, "loss %.4f | %.0f tok/s",
@@ -329,7 +327,7 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
                     rein_buf_appendf(&line, "{\"step\":%lld,\"%s\":%.6f", (long long)cs.step,
                                      obj->eval_name, ev);
                     eval_extra(obj, &line, &extra);
-                    st = append_metrics(o->out_dir, line.data);
+                    st = rein_metrics_append(o->out_dir, line.data);
                     if (!o->quiet)
                         fprintf(stderr, "%srein: step %lld: %s %.4f%s\n", prog.tty ? "\n" : "",
                                 (long long)cs.step, obj->eval_name, ev,

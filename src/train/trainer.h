@@ -64,6 +64,13 @@ typedef struct rein_objective {
     rein_status (*extra_params)(void *ctx, rein_param_list *pl);
 } rein_objective;
 
+/* Append one line to dir/metrics.jsonl (shared by every training driver). */
+rein_status rein_metrics_append(const char *dir, const char *line);
+
+/* Test hooks, unset in normal use: whether the comma-separated list of numbers in environment
+ * variable `var` holds `value` (e.g. REIN_TEST_KILL_AFTER_STEP=12, REIN_TEST_NAN_STEPS=3,4). */
+int rein_test_hook(const char *var, int64_t value);
+
 /* The line of the settings that must match for --resume, written into checkpoints. */
 void rein_train_settings(const rein_train_opts *o, const rein_model *m, const char *extra,
                          char *out, size_t n);
