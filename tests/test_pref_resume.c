@@ -214,9 +214,14 @@ static void dpo_metrics(void) {
     snprintf(dir, sizeof dir, "%s/dpo-straight-lora/adapter/adapter_model.safetensors",
              test_tmpdir());
     CHECK(access(dir, R_OK) == 0);
-    /* the other losses and an evaluation set run too */
+    /* `dpo eval` of the trained adapter against its base */
     rein_buf out = {0};
-    char args[1024];
+    char args[1024], cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s dpo eval -m %s --adapter %s/dpo-straight-lora/adapter --data %s "
+             "2>&1", bin, model, test_tmpdir(), data);
+    CHECKF(sh(cmd, &out) == 0 && strstr(out.data, "\"pairs\":24,") && strstr(out.data, "\"acc\":"),
+           "%s", out.data);
+    /* the other losses and an evaluation set run too */
     for (int i = 0; i < 2; i++) {
         snprintf(args, sizeof args, "--data %s --eval %s --out %s/dpo-%s --max-steps 3 "
                  "--batch-tokens 128 --max-len 64 --lora-rank 4 --loss %s", data, data,
