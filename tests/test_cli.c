@@ -33,10 +33,15 @@ int main(void) {
     /* help and usage errors need no model */
     snprintf(cmd, sizeof cmd, "%s --help", bin);
     CHECK(test_run(cmd, 0, &out) == 0 && strstr(out.data, "generate") && strstr(out.data, "tokenize"));
-    const char *cmds[] = {"info", "tokenize", "generate", "chat"};
-    for (int i = 0; i < 4; i++) {
+    const char *cmds[] = {"info", "tokenize", "generate", "chat", "sft", "export", "rm", "dpo",
+                          "ppo", "grpo", "align", "selfinstruct", "redteam"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        /* every command has a help page and is listed in the program's */
+        CHECKF(strstr(out.data, cmds[i]) != NULL, "rein --help does not list %s", cmds[i]);
+        rein_buf page = {0};
         snprintf(cmd, sizeof cmd, "%s %s --help", bin, cmds[i]);
-        CHECKF(test_run(cmd, 0, &out) == 0 && strstr(out.data, "Usage: rein"), "%s --help", cmds[i]);
+        CHECKF(test_run(cmd, 0, &page) == 0 && strstr(page.data, "Usage: rein"), "%s --help", cmds[i]);
+        rein_buf_free(&page);
     }
     snprintf(cmd, sizeof cmd, "%s frobnicate", bin);
     CHECK(test_run(cmd, 1, &out) == 2 && strstr(out.data, "unknown command 'frobnicate'"));
