@@ -410,11 +410,41 @@ static rein_status brainstorm_topics(rein_rundb *db, rein_model *m, const rein_a
     return st;
 }
 
+/* Put the topics in round-robin order over their types (each type's first topic, then each
+ * type's second, ...), so that a target smaller than all (type, topic) pairs still covers every
+ * type. Stable: the order depends only on the database's. */
+static rein_status interleave_topics(topic_ctx *tc) {
+    size_t n = tc->topic.n;
+    if (n < 2) return REIN_OK;
+    size_t *rank = rein_malloc(n * sizeof(size_t)), *order = rein_malloc(n * sizeof(size_t));
+    char **t2 = rein_malloc(n * sizeof(char *)), **y2 = rein_malloc(n * sizeof(char *));
+    rein_status st = (!rank || !order || !t2 || !y2) ? REIN_ERR_NOMEM : REIN_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        rank[i] = 0;
+        for (size_t j = 0; j < i; j++) rank[i] += !strcmp(tc->type.s[j], tc->type.s[i]);
+    }
+    size_t k = 0;
+    for (size_t r = 0; k < n && !st; r++)
+        for (size_t i = 0; i < n; i++)
+            if (rank[i] == r) order[k++] = i;
+    for (size_t i = 0; i < n && !st; i++) t2[i] = tc->topic.s[order[i]], y2[i] = tc->type.s[order[i]];
+    if (!st) {
+        memcpy(tc->topic.s, t2, n * sizeof(char *));
+        memcpy(tc->type.s, y2, n * sizeof(char *));
+    }
+    rein_free(rank);
+    rein_free(order);
+    rein_free(t2);
+    rein_free(y2);
+    return st;
+}
+
 static rein_status redteam_questions(rein_rundb *db, rein_model *m, const rein_align_opts *o,
-                                     const rein_align_inputs *in) {
+                                     const rein_align_inputs *in, int64_t target) {
     topic_ctx tc = {0};
     pool_ctx pc = {0};
     rein_status st = rein_rundb_prompts(db, "topic", 1, topics_from_db, &tc);
+    if (!st) st = interleave_topics(&tc);
     if (!st) st = rein_rouge_pool_new(&pc.pool);
     int64_t seed_k = 0;
     for (size_t t = 0; t < in->n_types && !st; t++)
@@ -422,7 +452,7 @@ static rein_status redteam_questions(rein_rundb *db, rein_model *m, const rein_a
             st = pool_add(&pc, in->types[t].q_text[q], -1 - seed_k++);
     if (!st) st = rein_rundb_prompts(db, "redteam", 1, pool_from_db, &pc);
     const int64_t qpt = o->rt_questions_per_topic;
-    const int64_t n_jobs = (int64_t)tc.topic.n * qpt;
+    const int64_t n_jobs = REIN_MIN((int64_t)tc.topic.n * qpt, target); /* one question a job */
     int64_t done = 0, kept = (int64_t)pc.texts.n;
     if (!st) st = rein_rundb_meta_get_int(db, "redteam.jobs_done", 0, &done);
     rein_instruction_filter f = rein_instruction_filter_default();
@@ -543,7 +573,7 @@ rein_status rein_align_stage_prompts(const rein_align_opts *o, const rein_align_
                                    ((int64_t)in->n_types * qpt));
         st = rein_rundb_meta_get_int(db, "redteam.topics_done", 0, &topics_done);
         if (!st && !topics_done) st = brainstorm_topics(db, m, o, in, per_type);
-        if (!st) st = redteam_questions(db, m, o, in);
+        if (!st) st = redteam_questions(db, m, o, in, target_rt);
     }
     int64_t n_si = 0, n_rt = 0;
     if (!st) st = rein_rundb_count_prompts(db, "instruction", 1, &n_si);
