@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { BATCH = 10 };
 
@@ -122,6 +123,14 @@ int main(int argc, char **argv) {
     double t_gen = rein_time_now() - t0;
     rein_model_free(m);
 
+    /* the reward model may still be training: wait for its folder (up to an hour) */
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/reward_config.json", argv[3]);
+    for (int w = 0; w < 360 && access(cfg, R_OK) != 0; w++) {
+        if (!w) fprintf(stderr, "waiting for %s\n", cfg);
+        sleep(10);
+    }
+    sleep(2); /* the head is written just before the config */
     rein_reward_model *rm;
     if (rein_rm_load(argv[3], NULL, &rm)) die(argv[3]);
     float *rb = calloc((size_t)n, sizeof *rb), *rt = calloc((size_t)n, sizeof *rt);
