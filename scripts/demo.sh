@@ -3,12 +3,12 @@
 # Self-Instruct and topic-guided red-teaming prompts, principle-driven answers, engraving, verbose
 # cloning), then the base and the aligned model side by side on rein's held-out red-team questions
 # and benign prompts. Sized to take about 15 minutes on 2 cores; run it again and the finished
-# stages are skipped (the run folder keeps everything). REIN_DEMO_PROMPTS=N makes a larger run.
+# stages are skipped (the run folder keeps everything). REIN_DEMO_PROMPTS=N sets the size.
 set -e
 REIN=./build/rein
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 OUT=${REIN_DEMO_OUT:-runs/align-demo}
-PROMPTS=${REIN_DEMO_PROMPTS:-96}
+PROMPTS=${REIN_DEMO_PROMPTS:-200}
 RESUME=
 [ -f "$OUT/run.db" ] && RESUME=--resume
 echo "== rein align -m $MODEL --out $OUT --prompts $PROMPTS $RESUME"
