@@ -78,9 +78,17 @@ asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 tests rein
 	@ASAN_OPTIONS=detect_leaks=1 scripts/run-tests.sh build-asan $(TEST_BIN:$(BUILD)/%=build-asan/%)
 
+# The benchmark compares weight types: F32 and Q8_0 files derived from the downloaded Q4_1 one.
+BENCH_MODELS := models/SmolLM2-135M-Instruct.F32.gguf models/SmolLM2-135M-Instruct.Q8_0.gguf
+models/SmolLM2-135M-Instruct.F32.gguf: $(MODEL) $(BUILD)/rein
+	$(BUILD)/rein export -m $(MODEL) --type f32 --out $@
+models/SmolLM2-135M-Instruct.Q8_0.gguf: $(MODEL) $(BUILD)/rein
+	$(BUILD)/rein export -m $(MODEL) --type q8_0 --out $@
+
 bench: deps
 	@$(MAKE) --no-print-directory model
 	@$(MAKE) --no-print-directory rein $(BENCH_BIN)
+	@$(MAKE) --no-print-directory $(BENCH_MODELS)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done
 
 # The README's main job.
