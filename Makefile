@@ -80,9 +80,9 @@ asan:
 
 # The benchmark compares weight types: F32 and Q8_0 files derived from the downloaded Q4_1 one.
 BENCH_MODELS := models/SmolLM2-135M-Instruct.F32.gguf models/SmolLM2-135M-Instruct.Q8_0.gguf
-models/SmolLM2-135M-Instruct.F32.gguf: $(MODEL) $(BUILD)/rein
+models/SmolLM2-135M-Instruct.F32.gguf: $(MODEL) | $(BUILD)/rein
 	$(BUILD)/rein export -m $(MODEL) --type f32 --out $@
-models/SmolLM2-135M-Instruct.Q8_0.gguf: $(MODEL) $(BUILD)/rein
+models/SmolLM2-135M-Instruct.Q8_0.gguf: $(MODEL) | $(BUILD)/rein
 	$(BUILD)/rein export -m $(MODEL) --type q8_0 --out $@
 
 bench: deps
