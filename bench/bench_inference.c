@@ -107,6 +107,17 @@ static void measure(rein_model *m, figures *f) {
     rein_free(toks), rein_free(seq), rein_free(logits), rein_free(want);
 }
 
+/* Resident memory now (VmRSS), in MB. */
+static double rss_now_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = atof(line + 6);
+    if (f) fclose(f);
+    return kb / 1024.0;
+}
+
 static void ratio(char *buf, size_t n, double a, double b) {
     if (b > 0) snprintf(buf, n, "%.2fx", a / b);
     else snprintf(buf, n, "-");
@@ -120,16 +131,16 @@ int main(int argc, char **argv) {
                           "models/SmolLM2-135M-Instruct.Q4_1.gguf"};
     const char *const *files = argc > 1 ? (const char *const *)argv + 1 : dflt;
     int n_files = argc > 1 ? argc - 1 : 3;
-    int threads = rein_get_threads();
-    printf("== inference, %d threads: prefill pp512, decode tg128 at batch 1 and 16 sequences\n",
-           threads);
-    printf("%-40s %-14s %10s %10s %8s\n", "model", "test", "rein t/s", "llama.cpp", "ratio");
+    int max_threads = rein_get_threads();
+    printf("== inference: prefill pp512, decode tg128 at batch 1 and 16 sequences, 1 and %d "
+           "threads\n", max_threads);
+    printf("%-34s %-3s %-14s %10s %10s %8s\n", "model", "thr", "test", "rein t/s", "llama.cpp",
+           "ratio");
     char who[64] = "";
     for (int fi = 0; fi < n_files; fi++) {
         FILE *probe = fopen(files[fi], "rb");
         if (!probe) {
-            printf("%-40s (absent: make it with rein export --type q8_0|f32 -o %s)\n", files[fi],
-                   files[fi]);
+            printf("%-34s (absent: make bench derives it with rein export)\n", files[fi]);
             continue;
         }
         fclose(probe);
@@ -140,24 +151,32 @@ int main(int argc, char **argv) {
             return 1;
         }
         double load_s = rein_time_now() - t;
-        figures f = {0, 0, 0};
-        measure(m, &f);
-        double ppp, ptg;
-        peer(files[fi], threads, &ppp, &ptg, who, sizeof who);
         const char *base = strrchr(files[fi], '/') ? strrchr(files[fi], '/') + 1 : files[fi];
-        char p1[16] = "n/a", p2[16] = "n/a", r1[16], r2[16], r3[16], r4[16];
-        if (ppp > 0) snprintf(p1, sizeof p1, "%.1f", ppp);
-        if (ptg > 0) snprintf(p2, sizeof p2, "%.1f", ptg);
-        ratio(r1, sizeof r1, f.pp, ppp);
-        ratio(r2, sizeof r2, f.tg1, ptg);
-        ratio(r3, sizeof r3, f.tg16, ptg);
-        ratio(r4, sizeof r4, f.tg16, f.tg1);
-        printf("%-40s %-14s %10.1f %10s %8s\n", base, "pp512", f.pp, p1, r1);
-        printf("%-40s %-14s %10.1f %10s %8s\n", "", "tg128 batch 1", f.tg1, p2, r2);
-        printf("%-40s %-14s %10.1f %10s %8s  (%s rein batch 1)\n", "", "tg128 batch 16", f.tg16,
-               p2, r3, r4);
-        printf("%-40s load %.2f s, peak RSS %.0f MB\n", "", load_s, peak_rss_mb());
-        fflush(stdout);
+        /* 1 thread, then all of them */
+        for (int threads = 1; threads <= max_threads;
+             threads = threads < max_threads ? max_threads : threads + 1) {
+            rein_set_threads(threads);
+            figures f = {0, 0, 0};
+            measure(m, &f);
+            double ppp, ptg;
+            peer(files[fi], threads, &ppp, &ptg, who, sizeof who);
+            char p1[16] = "n/a", p2[16] = "n/a", r1[16], r2[16], r3[16], r4[16], th[16];
+            if (ppp > 0) snprintf(p1, sizeof p1, "%.1f", ppp);
+            if (ptg > 0) snprintf(p2, sizeof p2, "%.1f", ptg);
+            ratio(r1, sizeof r1, f.pp, ppp);
+            ratio(r2, sizeof r2, f.tg1, ptg);
+            ratio(r3, sizeof r3, f.tg16, ptg);
+            ratio(r4, sizeof r4, f.tg16, f.tg1);
+            snprintf(th, sizeof th, "%d", threads);
+            printf("%-34s %-3s %-14s %10.1f %10s %8s\n", base, th, "pp512", f.pp, p1, r1);
+            printf("%-34s %-3s %-14s %10.1f %10s %8s\n", "", th, "tg128 batch 1", f.tg1, p2, r2);
+            printf("%-34s %-3s %-14s %10.1f %10s %8s  (%s rein batch 1)\n", "", th,
+                   "tg128 batch 16", f.tg16, p2, r3, r4);
+            fflush(stdout);
+            base = "";
+        }
+        printf("%-34s load %.2f s, resident memory with the model loaded %.0f MB (peak so far "
+               "%.0f MB)\n", "", load_s, rss_now_mb(), peak_rss_mb());
         rein_model_free(m);
     }
     if (who[0]) printf("peer: %s, same file, same threads (its batch-16 column is its batch 1)\n", who);
