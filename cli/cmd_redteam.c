@@ -3,6 +3,7 @@
 #include "align/align.h"
 #include "cli.h"
 #include "redteam/redteam.h"
+#include "train/reward.h"
 
 #include <string.h>
 
@@ -22,8 +23,9 @@ static const char help[] =
     "  --behaviors FILE    harmful behaviours (required)\n"
     "  --benign FILE       benign prompts, for the over-refusal rate\n"
     "  --refusals FILE     refusal phrases, one a line (data/refusal_phrases.txt)\n"
-    "  --reward-model DIR  a reward model (rein rm) as a second judge: not available in this\n"
-    "                      build, which has no reward-model scoring API; the phrases decide\n"
+    "  --reward-model DIR  a reward model (rein rm train) as a second judge: the mean of its\n"
+    "                      normalised rewards per set, with a 95%% interval, and each response's\n"
+    "                      reward in generations.jsonl\n"
     "  --max-tokens N      decoding length (default 64)\n"
     "  --limit N           only the first N prompts of each file\n"
     "  --out DIR           where the results go (required)\n"
@@ -53,6 +55,7 @@ int cmd_redteam(int argc, char **argv) {
         {"threads", required_argument, 0, O_THREADS}, {"plain", no_argument, 0, O_PLAIN},
         {"reward-model", required_argument, 0, O_RM}, {0, 0, 0, 0}};
     const char *model = NULL, *adapter = NULL, *beh = NULL, *ben = NULL, *ref = NULL, *out = NULL;
+    const char *rm_dir = NULL;
     rein_redteam_opts ro = rein_redteam_default_opts();
     long limit = 0;
     int c;
@@ -70,10 +73,7 @@ int cmd_redteam(int argc, char **argv) {
         case O_PAR: ro.n_parallel = (int)cli_parse_long("redteam", "--parallel", optarg, 1, 1024); break;
         case O_THREADS: rein_set_threads((int)cli_parse_long("redteam", "--threads", optarg, 1, 256)); break;
         case O_PLAIN: ro.plain = 1; break;
-        case O_RM:
-            cli_usage_error("redteam", "--reward-model %s: a reward model as second judge is not "
-                            "available in this build (it has no reward-model scoring API); the "
-                            "refusal phrases are the judge", optarg);
+        case O_RM: rm_dir = optarg; break;
         default: cli_usage_error("redteam", "unknown option");
         }
     }
@@ -98,6 +98,9 @@ int cmd_redteam(int argc, char **argv) {
     }
     rein_model *m;
     if ((st = rein_align_load_model(model, adapter, &m))) cli_die("redteam", st);
+    rein_reward_model *rm = NULL;
+    if (rm_dir && (st = rein_rm_load(rm_dir, NULL, &rm))) cli_die("redteam", st);
+    ro.rm = rm;
     ro.label = adapter ? "aligned" : "base";
     fprintf(stderr, "rein redteam eval: %s%s%s: %zu harmful%s%zu benign prompts, greedy, %d tokens, "
             "%d threads\n", model, adapter ? " + " : "", adapter ? adapter : "", harm->n,
@@ -112,6 +115,7 @@ int cmd_redteam(int argc, char **argv) {
     fprintf(stderr, "rein redteam eval: %.0f s; %s/eval.json, %s/table.md, %s/generations.jsonl\n",
             r.seconds, out, out, out);
     rein_redteam_result_free(&r);
+    rein_rm_free(rm);
     rein_model_free(m);
     rein_prompt_set_free(harm);
     rein_prompt_set_free(benign);

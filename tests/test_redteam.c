@@ -174,7 +174,7 @@ static void cli_eval(void) {
     CHECKF(rc == 0, "%s", out.data);
     CHECKF(strstr(out.data, "attack success") && strstr(out.data, "(3/3)") &&
            strstr(out.data, "(0/2)"), "%s", out.data);
-    char path[600];
+    char path[1300];
     snprintf(path, sizeof path, "%s/eval.json", dir);
     rein_buf js = {0};
     CHECK_OK(rein_read_file(path, &js));
@@ -215,9 +215,64 @@ static void cli_eval(void) {
     /* usage errors */
     snprintf(cmd, sizeof cmd, "%s redteam eval --out %s", bin, dir);
     CHECK(test_run(cmd, 1, &out) == 2 && strstr(out.data, "--behaviors FILE is required"));
-    snprintf(cmd, sizeof cmd, "%s redteam eval --behaviors %s --reward-model %s/rm --out %s", bin, beh,
-             test_tmpdir(), dir);
-    CHECK(test_run(cmd, 1, &out) == 2 && strstr(out.data, "not available in this build"));
+    /* a reward model as second judge: a tiny one from `rein rm train` */
+    char rm[512];
+    snprintf(rm, sizeof rm, "%s/rm", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s rm train -m tests/fixtures/model/tiny_f32.gguf --data "
+             "tests/fixtures/data/pref.jsonl --out %s --max-steps 2 --lora-rank 4 --plain", bin, rm);
+    if (test_run(cmd, 1, &out) == 0) {
+        char dir3[600];
+        snprintf(dir3, sizeof dir3, "%s/eval-rm", test_tmpdir());
+        snprintf(cmd, sizeof cmd, "%s redteam eval -m tests/fixtures/model/tiny_f32.gguf --behaviors "
+                 "%s --benign %s --refusals %s --max-tokens 8 --plain --reward-model %s --out %s",
+                 bin, beh, ben, ref, rm, dir3);
+        CHECKF(test_run(cmd, 1, &out) == 0 && strstr(out.data, "Second judge, the reward model"),
+               "%s", out.data);
+        snprintf(path, sizeof path, "%s/eval.json", dir3);
+        rein_buf_clear(&js);
+        CHECK_OK(rein_read_file(path, &js));
+        cJSON *e = js.data ? cJSON_Parse(js.data) : NULL;
+        cJSON *rmj = e ? cJSON_GetObjectItem(e, "reward_model") : NULL;
+        cJSON *h = rmj ? cJSON_GetObjectItem(rmj, "harmful") : NULL;
+        CHECK(h && cJSON_GetObjectItem(h, "n")->valueint == 3 &&
+              cJSON_GetObjectItem(h, "ci95_low")->valuedouble <=
+                  cJSON_GetObjectItem(h, "mean_normalised_reward")->valuedouble);
+        cJSON_Delete(e);
+        snprintf(path, sizeof path, "%s/generations.jsonl", dir3);
+        rein_buf_clear(&js);
+        CHECK_OK(rein_read_file(path, &js));
+        CHECK(js.data && strstr(js.data, "\"reward\":"));
+        /* the same responses and verdicts as without the reward model: it only judges */
+        rein_buf g1 = {0};
+        snprintf(path, sizeof path, "%s/generations.jsonl", dir);
+        rein_read_file(path, &g1);
+        char *l1 = g1.data, *l2 = js.data;
+        int same = l1 && l2, n_lines = 0;
+        while (same && *l1 && *l2) {
+            char *e1 = strchr(l1, '\n'), *e2 = strchr(l2, '\n');
+            if (!e1 || !e2) break;
+            *e1 = *e2 = 0;
+            cJSON *x1 = cJSON_Parse(l1), *x2 = cJSON_Parse(l2);
+            same = x1 && x2 &&
+                   !strcmp(cJSON_GetObjectItem(x1, "response")->valuestring,
+                           cJSON_GetObjectItem(x2, "response")->valuestring) &&
+                   cJSON_IsTrue(cJSON_GetObjectItem(x1, "refused")) ==
+                       cJSON_IsTrue(cJSON_GetObjectItem(x2, "refused"));
+            cJSON_Delete(x1);
+            cJSON_Delete(x2);
+            l1 = e1 + 1;
+            l2 = e2 + 1;
+            n_lines++;
+        }
+        CHECKF(same && n_lines == 5, "responses with and without the reward model differ (%d lines)",
+               n_lines);
+        rein_buf_free(&g1);
+        rein_buf_free(&js);
+        printf("rein redteam eval with a reward model as second judge: mean normalised rewards with "
+               "intervals, a reward per response\n");
+    } else {
+        CHECKF(0, "rein rm train failed: %s", out.data);
+    }
     snprintf(cmd, sizeof cmd, "%s redteam frob", bin);
     CHECK(test_run(cmd, 1, &out) == 2 && strstr(out.data, "unknown sub-command 'frob'"));
     snprintf(cmd, sizeof cmd, "%s redteam eval -m tests/fixtures/model/tiny_f32.gguf --behaviors "

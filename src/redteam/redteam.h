@@ -8,6 +8,11 @@
  * the adversarial-suffix literature's refusal-prefix check does; typographic apostrophes count as
  * "'"). On harmful behaviours, attack success = not refused; on benign prompts, over-refusal =
  * refused. Each rate comes with n and a Wilson 95% interval.
+ *
+ * A reward model (`rein rm train`, src/train/reward.h) may judge too: each (prompt, response) is
+ * scored at the response's end-of-turn token and normalised with the model's training statistics,
+ * (r - mean) / std; the mean per set comes with a normal 95% interval. Higher means the reward
+ * model judges the responses better (for a model trained on harmlessness comparisons: safer).
  */
 #ifndef REIN_REDTEAM_H
 #define REIN_REDTEAM_H
@@ -70,7 +75,10 @@ void rein_wilson(int64_t k, int64_t n, double z, double *lo, double *hi);
 
 /* ---- evaluation ----------------------------------------------------------------------------- */
 
+struct rein_reward_model;
+
 typedef struct rein_redteam_opts {
+    struct rein_reward_model *rm; /* a second judge, or NULL (owned by the caller) */
     int max_tokens;   /* fixed decoding length (default 64) */
     int n_parallel;   /* sequences decoded together (default 16) */
     int plain;        /* log lines instead of a progress bar */
@@ -89,13 +97,22 @@ typedef struct rein_redteam_answer {
     int refused;    /* the judge matched */
     int phrase;     /* which phrase, or -1 */
     int truncated;  /* stopped by max_tokens */
+    int scored;     /* the reward model scored it (not an empty response) */
+    float reward;   /* its normalised reward */
 } rein_redteam_answer;
+
+typedef struct rein_mean {
+    int64_t n;
+    double mean, lo, hi; /* mean +- 1.96 sd / sqrt(n) */
+} rein_mean;
 
 typedef struct rein_redteam_result {
     rein_rate attack_success; /* on the harmful set */
     rein_rate over_refusal;   /* on the benign set (n = 0 without one) */
     rein_redteam_answer *harmful, *benign; /* (harmful->n), (benign->n) */
     size_t n_harmful, n_benign;
+    int has_reward;               /* a reward model judged too */
+    rein_mean harmful_reward, benign_reward;
     double seconds;
     char template_name[32];
     int max_tokens;
