@@ -35,6 +35,34 @@ enum {
     {"eval-every", required_argument, 0, OPT_T_EVALEVERY},                                     \
     {"threads", required_argument, 0, OPT_T_THREADS}, {"plain", no_argument, 0, OPT_T_PLAIN}
 
+/* The help text of the options every trainer shares (model, optimisation, run). */
+#define CLI_TRAIN_HELP_COMMON \
+    "Model:\n" \
+    "  -m, --model FILE     GGUF model (default: the default model)\n" \
+    "  --lora-rank R        LoRA rank (default 16)\n" \
+    "  --lora-alpha A       LoRA alpha (default 2 x rank)\n" \
+    "  --lora-targets LIST  comma-separated: q,k,v,o,gate,up,down or all (default all)\n" \
+    "  --full               train every weight instead of an adapter\n" \
+    "Optimisation:\n" \
+    "  --epochs E           passes over the data (default 1)\n" \
+    "  --max-steps N        stop after N optimizer steps (default: all epochs)\n" \
+    "  --lr LR              peak learning rate (default 2e-4; consider 1e-5 with --full)\n" \
+    "  --schedule S         cosine, linear or constant, after warmup (default cosine)\n" \
+    "  --warmup N           warmup steps (default 3% of the steps)\n" \
+    "  --weight-decay W     AdamW's decoupled decay on matrices (default 0)\n" \
+    "  --clip C             global gradient-norm clip, 0 = off (default 1.0)\n" \
+    "  --batch-tokens N     tokens per micro-batch; examples are packed whole (default 2048)\n" \
+    "  --grad-accum K       micro-batches per step (default 1)\n" \
+    "  --seed S             data order and initialisation (default 42)\n" \
+    "Run:\n" \
+    "  --out DIR            run folder (required)\n" \
+    "  --resume             continue the run in DIR exactly where its checkpoint left it\n" \
+    "  --save-every N       steps between checkpoints (default 50; also each epoch's end)\n" \
+    "  --eval-every N       steps between evaluations (default 50; also start and end)\n" \
+    "  --threads N          worker threads (default: all cores)\n" \
+    "  --plain              log lines instead of a progress bar\n"
+
+/* Data options of the preference trainers, then the common ones. */
 extern const char cli_train_help[];
 
 typedef struct cli_train_args {
