@@ -14,64 +14,19 @@
 
 #include <math.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *bin;
 static const char *model = "tests/fixtures/model/tiny_f32.gguf";
 static char data[256], ranking[256];
 
-static int sh(const char *cmd, rein_buf *out) {
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
-    rein_buf_clear(out);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) rein_buf_append(out, chunk, n);
-    rein_buf_append(out, "", 0);
-    int st = pclose(f);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* `rein <cmd> -m model --plain <args>` with env before it; stdout and stderr into out. */
 static int run(const char *env, const char *cmd, const char *args, rein_buf *out) {
     char line[4096];
-    snprintf(line, sizeof line, "%s %s %s -m %s --plain %s 2>&1", env ? env : "", bin, cmd, model,
-             args);
-    return sh(line, out);
+    snprintf(line, sizeof line, "%s %s %s -m %s --plain %s", env ? env : "", bin, cmd, model, args);
+    return test_run(line, 1, out);
 }
 
-/* The loss string of each step in dir/metrics.jsonl (the last line of a step wins). */
-static int losses(const char *dir, char out[][32], int max) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    rein_buf b = {0};
-    if (rein_read_file(path, &b) != REIN_OK) return 0;
-    int n = 0;
-    for (char *line = strtok(b.data, "\n"); line; line = strtok(NULL, "\n")) {
-        int step;
-        char *l = strstr(line, "\"loss\":");
-        if (!l || sscanf(line, "{\"step\":%d", &step) != 1 || step < 1 || step > max) continue;
-        sscanf(l + 7, "%31[^,}]", out[step - 1]);
-        if (step > n) n = step;
-    }
-    rein_buf_free(&b);
-    return n;
-}
-
-static int same_losses(const char *a, const char *b, int steps) {
-    char la[64][32] = {{0}}, lb[64][32] = {{0}};
-    int na = losses(a, la, 64), nb = losses(b, lb, 64);
-    CHECKF(na == steps && nb == steps, "%s has %d steps, %s has %d, expected %d", a, na, b, nb, steps);
-    int same = 1;
-    for (int i = 0; i < steps; i++)
-        if (strcmp(la[i], lb[i])) {
-            fprintf(stderr, "step %d: %s vs %s\n", i + 1, la[i], lb[i]);
-            same = 0;
-        }
-    return same;
-}
 
 static void write_data(void) {
     snprintf(data, sizeof data, "%s/pref.jsonl", test_tmpdir());
@@ -117,7 +72,7 @@ static void resume_case(const char *cmd, const char *name, const char *mode) {
     snprintf(args, sizeof args, "--data %s --out %s %s %s --resume", data, b, common, mode);
     CHECKF(run(NULL, sub, args, &out) == 0, "%s", out.data);
     CHECKF(strstr(out.data, "resuming") && strstr(out.data, "from step 8"), "%s", out.data);
-    CHECKF(same_losses(a, b, 14), "%s %s: 14 steps straight vs 10 + kill -9 + resume differ", cmd,
+    CHECKF(test_same_losses(a, b, 14), "%s %s: 14 steps straight vs 10 + kill -9 + resume differ", cmd,
            mode);
 
     /* killed while writing the step-8 checkpoint: the one before it survives */
@@ -127,7 +82,7 @@ static void resume_case(const char *cmd, const char *name, const char *mode) {
     snprintf(args, sizeof args, "--data %s --out %s %s %s --resume", data, c, common, mode);
     CHECKF(run(NULL, sub, args, &out) == 0, "%s", out.data);
     CHECKF(strstr(out.data, "resuming") && !strstr(out.data, "from step 8"), "%s", out.data);
-    CHECKF(same_losses(a, c, 14), "%s %s: a kill during a save changed the losses", cmd, mode);
+    CHECKF(test_same_losses(a, c, 14), "%s %s: a kill during a save changed the losses", cmd, mode);
     if (test_failures == failures)
         printf("%s %s: 14 steps straight == killed after step 10 + resume == killed inside the "
                "step-8 save + resume (losses identical to the last digit)\n", cmd, mode);
@@ -150,16 +105,16 @@ static void reward_model_use(void) {
     snprintf(dir, sizeof dir, "%s/rm-straight-lora", test_tmpdir());
     static const char *const rm_fields[] = {"\"acc\":", "\"margin\":"};
     check_metrics(dir, rm_fields, 2);
-    snprintf(cmd, sizeof cmd, "%s rm eval --rm %s --data %s 2>&1", bin, dir, data);
-    CHECKF(sh(cmd, &out) == 0 && strstr(out.data, "pairwise accuracy") &&
+    snprintf(cmd, sizeof cmd, "%s rm eval --rm %s --data %s", bin, dir, data);
+    CHECKF(test_run(cmd, 1, &out) == 0 && strstr(out.data, "pairwise accuracy") &&
            strstr(out.data, "within 7 tokens") && strstr(out.data, "24 pairs"), "%s", out.data);
     double acc = -1;
     const char *p = strstr(out.data, "pairwise accuracy");
     if (p) sscanf(p, "pairwise accuracy %lf", &acc);
     printf("rm (LoRA, 14 steps): pairwise accuracy on its training pairs %.3f\n", acc);
     CHECK(acc > 0.6);
-    snprintf(cmd, sizeof cmd, "%s rm score --rm %s --data %s 2>/dev/null", bin, dir, data);
-    CHECK(sh(cmd, &out) == 0);
+    snprintf(cmd, sizeof cmd, "%s rm score --rm %s --data %s", bin, dir, data);
+    CHECK(test_run(cmd, 0, &out) == 0);
     int lines = 0;
     double c0 = NAN, r0 = NAN;
     for (char *s = out.data; s && (s = strstr(s, "{\"line\":")); s++) {
@@ -185,9 +140,9 @@ static void reward_model_use(void) {
     }
     CHECK_ERR(rein_rm_load(test_tmpdir(), NULL, &rm), REIN_ERR_IO, "not a reward model folder");
     /* exportable like any model: the adapter merged into a GGUF */
-    snprintf(cmd, sizeof cmd, "%s export -m %s --adapter %s/adapter --out %s/rm-merged.gguf 2>&1",
+    snprintf(cmd, sizeof cmd, "%s export -m %s --adapter %s/adapter --out %s/rm-merged.gguf",
              bin, model, dir, test_tmpdir());
-    CHECKF(sh(cmd, &out) == 0, "%s", out.data);
+    CHECKF(test_run(cmd, 1, &out) == 0, "%s", out.data);
 
     /* full fine-tuning saves model.gguf; rankings: ties give no pair, margins are read */
     snprintf(dir, sizeof dir, "%s/rm-ranking", test_tmpdir());
@@ -196,12 +151,12 @@ static void reward_model_use(void) {
     CHECKF(run(NULL, "rm train", args, &out) == 0 &&
            strstr(out.data, "6 prompts, 30 pairs (6 tied pairs left out)") &&
            strstr(out.data, "6 records give a margin"), "%s", out.data);
-    snprintf(cmd, sizeof cmd, "%s rm score --rm %s --data %s 2>&1", bin, dir, ranking);
-    CHECKF(sh(cmd, &out) == 0 && strstr(out.data, "{\"line\":6,\"rewards\":["), "%s", out.data);
+    snprintf(cmd, sizeof cmd, "%s rm score --rm %s --data %s", bin, dir, ranking);
+    CHECKF(test_run(cmd, 1, &out) == 0 && strstr(out.data, "{\"line\":6,\"rewards\":["), "%s", out.data);
     snprintf(cmd, sizeof cmd, "%s/model.gguf", dir);
     CHECK(access(cmd, R_OK) == 0);
-    snprintf(cmd, sizeof cmd, "%s rm eval --rm %s --data %s --json 2>&1", bin, dir, ranking);
-    CHECKF(sh(cmd, &out) == 0 && strstr(out.data, "\"pairs\":30,\"data_ties\":6"), "%s", out.data);
+    snprintf(cmd, sizeof cmd, "%s rm eval --rm %s --data %s --json", bin, dir, ranking);
+    CHECKF(test_run(cmd, 1, &out) == 0 && strstr(out.data, "\"pairs\":30,\"data_ties\":6"), "%s", out.data);
     rein_buf_free(&out);
 }
 
@@ -217,9 +172,10 @@ static void dpo_metrics(void) {
     /* `dpo eval` of the trained adapter against its base */
     rein_buf out = {0};
     char args[1024], cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s dpo eval -m %s --adapter %s/dpo-straight-lora/adapter --data %s "
-             "2>&1", bin, model, test_tmpdir(), data);
-    CHECKF(sh(cmd, &out) == 0 && strstr(out.data, "\"pairs\":24,") && strstr(out.data, "\"acc\":"),
+    snprintf(cmd, sizeof cmd, "%s dpo eval -m %s --adapter %s/dpo-straight-lora/adapter --data %s",
+             bin, model, test_tmpdir(), data);
+    CHECKF(test_run(cmd, 1, &out) == 0 && strstr(out.data, "\"pairs\":24,") &&
+               strstr(out.data, "\"acc\":"),
            "%s", out.data);
     /* the other losses and an evaluation set run too */
     for (int i = 0; i < 2; i++) {

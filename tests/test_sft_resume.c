@@ -22,24 +22,6 @@ static int run(const char *env, const char *args, rein_buf *out) {
     return test_run(cmd, 1, out);
 }
 
-/* The loss string of each step in dir/metrics.jsonl (the last line of a step wins, since a resumed
- * run repeats the steps after its checkpoint). Returns the number of steps found. */
-static int losses(const char *dir, char out[][32], int max) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    rein_buf b = {0};
-    if (rein_read_file(path, &b) != REIN_OK) return 0;
-    int n = 0;
-    for (char *line = strtok(b.data, "\n"); line; line = strtok(NULL, "\n")) {
-        int step;
-        char *l = strstr(line, "\"loss\":");
-        if (!l || sscanf(line, "{\"step\":%d", &step) != 1 || step < 1 || step > max) continue;
-        sscanf(l + 7, "%31[^,}]", out[step - 1]);
-        if (step > n) n = step;
-    }
-    rein_buf_free(&b);
-    return n;
-}
 
 static void write_data(void) {
     snprintf(data, sizeof data, "%s/data.jsonl", test_tmpdir());
@@ -53,19 +35,6 @@ static void write_data(void) {
                    "{\"role\":\"assistant\",\"content\":\"%s\"}]}\n",
                 q[i % 8], i, a[(i * 3) % 8]);
     fclose(f);
-}
-
-static int same_losses(const char *a, const char *b, int steps) {
-    char la[64][32] = {{0}}, lb[64][32] = {{0}};
-    int na = losses(a, la, 64), nb = losses(b, lb, 64);
-    CHECKF(na == steps && nb == steps, "%s has %d steps, %s has %d, expected %d", a, na, b, nb, steps);
-    int same = 1;
-    for (int i = 0; i < steps; i++)
-        if (strcmp(la[i], lb[i])) {
-            fprintf(stderr, "step %d: %s vs %s\n", i + 1, la[i], lb[i]);
-            same = 0;
-        }
-    return same;
 }
 
 static void resume_case(const char *name, const char *mode) {
@@ -87,7 +56,7 @@ static void resume_case(const char *name, const char *mode) {
     snprintf(args, sizeof args, "--out %s %s %s --resume", b, common, mode);
     CHECKF(run(NULL, args, &out) == 0, "%s", out.data);
     CHECK(strstr(out.data, "resuming") && strstr(out.data, "from step 10"));
-    CHECKF(same_losses(a, b, 20), "%s: 20 steps straight vs 12 + kill -9 + resume differ", mode);
+    CHECKF(test_same_losses(a, b, 20), "%s: 20 steps straight vs 12 + kill -9 + resume differ", mode);
 
     /* killed while writing the step-10 checkpoint: the previous one (step 8, the end of the
      * first epoch) survives and the run goes on */
@@ -97,7 +66,7 @@ static void resume_case(const char *name, const char *mode) {
     snprintf(args, sizeof args, "--out %s %s %s --resume", c, common, mode);
     CHECKF(run(NULL, args, &out) == 0, "%s", out.data);
     CHECK(strstr(out.data, "from step 8")); /* the end of epoch 1 was saved too */
-    CHECKF(same_losses(a, c, 20), "%s: a kill during a save changed the losses", mode);
+    CHECKF(test_same_losses(a, c, 20), "%s: a kill during a save changed the losses", mode);
     if (test_failures == failures)
         printf("%s: 20 steps straight == killed after step 12 + resume == killed inside the step-10 "
            "save + resume (losses identical to the last digit)\n", mode);

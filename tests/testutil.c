@@ -1,5 +1,6 @@
 /* testutil.c - the harness behind testutil.h. */
 #include "testutil.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -122,4 +123,38 @@ int test_run(const char *cmd, int merge_stderr, rein_buf *out) {
     int st = pclose(f);
     if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The loss string of each step in dir/metrics.jsonl; returns the highest step found. */
+static int metrics_losses(const char *dir, char out[][32], int max) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    rein_buf b = {0};
+    if (rein_read_file(path, &b) != REIN_OK) return 0;
+    int n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(b.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        int step;
+        char *l = strstr(line, "\"loss\":");
+        if (!l || sscanf(line, "{\"step\":%d", &step) != 1 || step < 1 || step > max) continue;
+        sscanf(l + 7, "%31[^,}]", out[step - 1]);
+        if (step > n) n = step;
+    }
+    rein_buf_free(&b);
+    return n;
+}
+
+int test_same_losses(const char *a, const char *b, int steps) {
+    char la[256][32], lb[256][32];
+    memset(la, 0, sizeof la);
+    memset(lb, 0, sizeof lb);
+    int na = metrics_losses(a, la, 256), nb = metrics_losses(b, lb, 256);
+    CHECKF(na == steps && nb == steps, "%s has %d steps, %s has %d, expected %d", a, na, b, nb, steps);
+    int same = na == steps && nb == steps;
+    for (int i = 0; i < steps && i < 256; i++)
+        if (strcmp(la[i], lb[i])) {
+            fprintf(stderr, "step %d: %s vs %s\n", i + 1, la[i], lb[i]);
+            same = 0;
+        }
+    return same;
 }

@@ -65,6 +65,11 @@ long test_alloc_live(void);      /* blocks allocated and not yet freed since ins
  * Returns its exit status, or 128 + the signal that killed it, or -1 if it could not start. */
 int test_run(const char *cmd, int merge_stderr, rein_buf *out);
 
+/* Whether two training runs logged the same loss at every step 1..steps of their metrics.jsonl,
+ * to the last printed digit (the last line of a step wins: a resumed run repeats the steps after
+ * its checkpoint). Prints the steps that differ. */
+int test_same_losses(const char *dir_a, const char *dir_b, int steps);
+
 /* Path of the shared data folder (../shared/data, or $REIN_SHARED_DATA); NULL if absent. */
 const char *test_shared_data(void);
 /* Path of the default model if downloaded (models/..., or $REIN_MODEL); NULL if absent. */
