@@ -29,6 +29,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL := $(BUILD)/tests/testutil.o
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+BENCH_UTIL := $(BUILD)/bench/benchutil.o
 
 MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
 
@@ -57,8 +58,8 @@ $(BUILD)/rein: $(CLI_OBJ) $(BUILD)/librein.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_UTIL) $(BUILD)/librein.a
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_UTIL) $(BUILD)/librein.a $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/librein.a
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/librein.a $(LDLIBS)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_UTIL) $(BUILD)/librein.a
+	$(CC) $(LDFLAGS) -o $@ $< $(BENCH_UTIL) $(BUILD)/librein.a $(LDLIBS)
 
 deps:
 	@scripts/install-deps.sh

@@ -8,17 +8,11 @@
  * binary, else tools/llama_cpp_bench.py through llama-cpp-python if that is installed. The ratio
  * printed is rein / llama.cpp (above 1: rein is faster). Not a test: nothing here passes or fails.
  */
+#include "benchutil.h"
 #include "base/base.h"
 
 #include <cjson/cJSON.h>
 #include <string.h>
-#include <sys/resource.h>
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
-}
 
 /* Measure llama.cpp on the same file and threads; pp and tg stay 0 if it cannot run. Both peers
  * print JSON: llama-bench (-o json) an array of runs with n_prompt, n_gen and avg_ts; the python
@@ -107,17 +101,6 @@ static void measure(rein_model *m, figures *f) {
     rein_free(toks), rein_free(seq), rein_free(logits), rein_free(want);
 }
 
-/* Resident memory now (VmRSS), in MB. */
-static double rss_now_mb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) kb = atof(line + 6);
-    if (f) fclose(f);
-    return kb / 1024.0;
-}
-
 static void ratio(char *buf, size_t n, double a, double b) {
     if (b > 0) snprintf(buf, n, "%.2fx", a / b);
     else snprintf(buf, n, "-");
@@ -176,7 +159,7 @@ int main(int argc, char **argv) {
             base = "";
         }
         printf("%-34s load %.2f s, resident memory with the model loaded %.0f MB (peak so far "
-               "%.0f MB)\n", "", load_s, rss_now_mb(), peak_rss_mb());
+               "%.0f MB)\n", "", load_s, bench_rss_now_mb(), bench_peak_rss_mb());
         rein_model_free(m);
     }
     if (who[0]) printf("peer: %s, same file, same threads (its batch-16 column is its batch 1)\n", who);

@@ -8,6 +8,7 @@
  * log-probabilities are computed once before the steps (as `rein dpo` does) and timed apart. Each
  * configuration runs in a fresh process so that its peak RSS is its own. Figures, not a test.
  */
+#include "benchutil.h"
 #include "base/base.h"
 #include "train/dpo.h"
 #include "train/params.h"
@@ -15,15 +16,8 @@
 
 #include <cjson/cJSON.h>
 #include <string.h>
-#include <sys/resource.h>
 
 enum { PAIRS = 4, PROMPT = 128, RESP = 128, STEPS = 3 };
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
-}
 
 /* PAIRS comparisons of random tokens: chosen (rank 0) and rejected (rank 1) share the prompt. */
 static rein_example_set *synthetic(int32_t n_vocab) {
@@ -107,7 +101,7 @@ static int one(const char *path, int dpo, int full) {
     }
     printf("{\"tokens_per_s\": %.2f, \"step_s\": %.4f, \"ref_tokens_per_s\": %.2f, "
            "\"peak_rss_mb\": %.1f}\n", cap / best, best, ref_s > 0 ? cap / ref_s : 0.0,
-           peak_rss_mb());
+           bench_peak_rss_mb());
     rein_adamw_free(&opt);
     rein_params_free(&pl);
     rein_train_state_free(ts);
@@ -120,27 +114,6 @@ static int one(const char *path, int dpo, int full) {
     rein_example_set_free(set);
     rein_model_free(m);
     return 0;
-}
-
-static cJSON *run_json(const char *cmd) {
-    FILE *f = popen(cmd, "r");
-    if (!f) return NULL;
-    rein_buf out = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) rein_buf_append(&out, chunk, n);
-    pclose(f);
-    cJSON *j = NULL;
-    if (out.data) {
-        char *brace = strrchr(out.data, '{');
-        if (brace) j = cJSON_Parse(brace);
-    }
-    rein_buf_free(&out);
-    return j;
-}
-
-static double num(const cJSON *j, const char *k) {
-    return cJSON_GetNumberValue(cJSON_GetObjectItem(j, k));
 }
 
 int main(int argc, char **argv) {
@@ -158,15 +131,15 @@ int main(int argc, char **argv) {
             char cmd[1024];
             snprintf(cmd, sizeof cmd, "%s --one %s %s %s", argv[0], path, dpo ? "dpo" : "rm",
                      full ? "full" : "lora");
-            cJSON *r = run_json(cmd);
+            cJSON *r = bench_run_json(cmd);
             if (!r) {
                 printf("%-4s %-5s failed\n", dpo ? "dpo" : "rm", full ? "full" : "lora");
                 continue;
             }
             char ref[32] = "-";
-            if (dpo) snprintf(ref, sizeof ref, "%.1f", num(r, "ref_tokens_per_s"));
+            if (dpo) snprintf(ref, sizeof ref, "%.1f", bench_num(r, "ref_tokens_per_s"));
             printf("%-4s %-5s %10.1f %9.3f %8.0f %16s\n", dpo ? "dpo" : "rm", full ? "full" : "lora",
-                   num(r, "tokens_per_s"), num(r, "step_s"), num(r, "peak_rss_mb"), ref);
+                   bench_num(r, "tokens_per_s"), bench_num(r, "step_s"), bench_num(r, "peak_rss_mb"), ref);
             fflush(stdout);
             cJSON_Delete(r);
         }

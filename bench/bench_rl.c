@@ -11,20 +11,14 @@
  * the adapter switched off, its value head a scalar head on the same trunk) and the reward model.
  * Figures, not a test.
  */
+#include "benchutil.h"
 #include "base/base.h"
 #include "train/reward.h"
 #include "train/rl.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
-}
 
 static const char *prompts_text[] = {
     "What is the capital of France?", "Give me a tip for sleeping better.",
@@ -108,7 +102,7 @@ int main(int argc, char **argv) {
     printf("    total            %7.2f s  (whole run %.1f s, model loads and checkpoints included)\n",
            it, total);
     printf("  peak RSS %.0f MB (policy + reference + value head, and the reward model: two models)\n",
-           peak_rss_mb());
+           bench_peak_rss_mb());
     printf("  four separate f32 copies (policy, reference, value, reward) + AdamW moments of policy "
            "and value: %.0f MB (%.0f MB of weights)\n", four,
            4 * f32_model_mb);

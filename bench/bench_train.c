@@ -8,6 +8,7 @@
  * importable, twice: as a user runs it by default, and tuned (OPENBLAS_* unset,
  * OMP_WAIT_POLICY=PASSIVE, glibc's malloc mmap/trim thresholds raised). Figures, not a test.
  */
+#include "benchutil.h"
 #include "base/base.h"
 #include "model/train.h"
 #include "train/optim.h"
@@ -15,7 +16,6 @@
 
 #include <cjson/cJSON.h>
 #include <string.h>
-#include <sys/resource.h>
 
 enum { B = 4, T = 256, STEPS = 3 };
 
@@ -30,12 +30,6 @@ static double step_flops(const rein_model_config *c, int full, int64_t lora_para
     double per_tok = (full ? 6 : 4) * lin + 6.0 * lora_params;
     double att = (double)c->n_layers * 4.0 * (T / 2.0) * q * 3; /* fwd + 2x bwd */
     return (per_tok + att) * B * T;
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;
 }
 
 /* One configuration, in this process: prints a JSON line. */
@@ -79,34 +73,12 @@ static int one(const char *path, int full, int threads) {
     }
     const rein_model_config *c = rein_model_get_config(m);
     printf("{\"tokens_per_s\": %.2f, \"step_s\": %.4f, \"peak_rss_mb\": %.1f, \"flops\": %.6g}\n",
-           B * T / best, best, peak_rss_mb(), step_flops(c, full, rein_lora_n_params(m)));
+           B * T / best, best, bench_peak_rss_mb(), step_flops(c, full, rein_lora_n_params(m)));
     rein_adamw_free(&opt);
     rein_params_free(&pl);
     rein_train_state_free(ts);
     rein_model_free(m);
     return 0;
-}
-
-static cJSON *run_json(const char *cmd) {
-    FILE *f = popen(cmd, "r");
-    if (!f) return NULL;
-    rein_buf out = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) rein_buf_append(&out, chunk, n);
-    pclose(f);
-    /* the last line holding a JSON object */
-    cJSON *j = NULL;
-    if (out.data) {
-        char *brace = strrchr(out.data, '{');
-        if (brace) j = cJSON_Parse(brace);
-    }
-    rein_buf_free(&out);
-    return j;
-}
-
-static double num(const cJSON *j, const char *k) {
-    return cJSON_GetNumberValue(cJSON_GetObjectItem(j, k));
 }
 
 int main(int argc, char **argv) {
@@ -122,38 +94,38 @@ int main(int argc, char **argv) {
         for (int th = 1; th <= 2; th++) {
             char cmd[1024];
             snprintf(cmd, sizeof cmd, "%s --one %s %s %d", argv[0], path, full ? "full" : "lora", th);
-            cJSON *r = run_json(cmd);
+            cJSON *r = bench_run_json(cmd);
             if (!r) {
                 printf("%-5s %-7d failed\n", full ? "full" : "lora", th);
                 continue;
             }
-            double tps = num(r, "tokens_per_s"), st = num(r, "step_s");
-            double mfu = num(r, "flops") / st / (peak * 1e9);
+            double tps = bench_num(r, "tokens_per_s"), st = bench_num(r, "step_s");
+            double mfu = bench_num(r, "flops") / st / (peak * 1e9);
             char d[32] = "n/a", dr[16] = "-", t[32] = "n/a", tr[16] = "-";
             if (have_torch) {
                 const char *mode = full ? "full" : "lora";
                 snprintf(cmd, sizeof cmd, "python3 tools/torch_train_bench.py %s %d %d %d 2 2>/dev/null",
                          mode, th, B, T);
-                cJSON *pd = run_json(cmd);
+                cJSON *pd = bench_run_json(cmd);
                 snprintf(cmd, sizeof cmd,
                          "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=PASSIVE "
                          "MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 "
                          "python3 tools/torch_train_bench.py %s %d %d %d 2 2>/dev/null",
                          mode, th, B, T);
-                cJSON *pt = run_json(cmd);
+                cJSON *pt = bench_run_json(cmd);
                 if (pd) {
-                    snprintf(d, sizeof d, "%.1f", num(pd, "tokens_per_s"));
-                    snprintf(dr, sizeof dr, "%.2fx", tps / num(pd, "tokens_per_s"));
+                    snprintf(d, sizeof d, "%.1f", bench_num(pd, "tokens_per_s"));
+                    snprintf(dr, sizeof dr, "%.2fx", tps / bench_num(pd, "tokens_per_s"));
                 }
                 if (pt) {
-                    snprintf(t, sizeof t, "%.1f", num(pt, "tokens_per_s"));
-                    snprintf(tr, sizeof tr, "%.2fx", tps / num(pt, "tokens_per_s"));
+                    snprintf(t, sizeof t, "%.1f", bench_num(pt, "tokens_per_s"));
+                    snprintf(tr, sizeof tr, "%.2fx", tps / bench_num(pt, "tokens_per_s"));
                 }
                 cJSON_Delete(pd);
                 cJSON_Delete(pt);
             }
             printf("%-5s %-7d %9.1f %8.0f %5.1f%% %9.3f | %11s %6s | %11s %6s\n",
-                   full ? "full" : "lora", th, tps, num(r, "peak_rss_mb"), 100 * mfu, st, d, dr, t, tr);
+                   full ? "full" : "lora", th, tps, bench_num(r, "peak_rss_mb"), 100 * mfu, st, d, dr, t, tr);
             fflush(stdout);
             cJSON_Delete(r);
         }
