@@ -17,18 +17,6 @@
 
 static rein_rng rng;
 
-static float *randn(int64_t n, float std) {
-    float *x = rein_malloc(sizeof(float) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) x[i] = rein_rng_normal(&rng) * std;
-    return x;
-}
-
-static double *to_double(const float *x, int64_t n) {
-    double *d = rein_malloc(sizeof(double) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) d[i] = x[i];
-    return d;
-}
-
 typedef struct shape {
     const int32_t *cu;
     int n_seqs, T, H, KVH, D;
@@ -159,9 +147,9 @@ static void run_case(const int32_t *cu, int n_seqs, int H, int KVH, int D, int f
     shape sh = {cu, n_seqs, cu[n_seqs], H, KVH, D, 1.0 / sqrt((double)D)};
     int T = sh.T;
     int64_t nq = (int64_t)T * H * D, nkv = (int64_t)T * KVH * D;
-    float *q = randn(nq, 1), *k = randn(nkv, 1), *v = randn(nkv, 1), *G = randn(nq, 1);
-    double *qd = to_double(q, nq), *kd = to_double(k, nkv), *vd = to_double(v, nkv);
-    double *Gd = to_double(G, nq);
+    float *q = test_randn(&rng, nq, 1), *k = test_randn(&rng, nkv, 1), *v = test_randn(&rng, nkv, 1), *G = test_randn(&rng, nq, 1);
+    double *qd = test_to_double(q, nq), *kd = test_to_double(k, nkv), *vd = test_to_double(v, nkv);
+    double *Gd = test_to_double(G, nq);
     double *out_ref = rein_malloc(sizeof(double) * nq), *lse_ref = rein_malloc(sizeof(double) * T * H);
     double *dq_ref = rein_malloc(sizeof(double) * nq), *dk_ref = rein_malloc(sizeof(double) * nkv);
     double *dv_ref = rein_malloc(sizeof(double) * nkv);
@@ -215,7 +203,7 @@ static void test_edges(void) {
 
     int32_t cu[4] = {0, 40, 41, 140};
     int T = 140, H = 4, KVH = 2, D = 16;
-    float *qq = randn(T * H * D, 1), *kk = randn(T * KVH * D, 1), *vv = randn(T * KVH * D, 1);
+    float *qq = test_randn(&rng, T * H * D, 1), *kk = test_randn(&rng, T * KVH * D, 1), *vv = test_randn(&rng, T * KVH * D, 1);
     float *o[2], *dq[2], *l[2];
     for (int r = 0; r < 2; r++) {
         rein_set_threads(r + 1);

@@ -13,12 +13,6 @@
 
 static rein_rng rng;
 
-static float *randn(int64_t n, float std) {
-    float *x = rein_malloc(sizeof(float) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) x[i] = rein_rng_normal(&rng) * std;
-    return x;
-}
-
 /* |a-b| <= atol + rtol*|b| elementwise; returns the worst excess and prints it on failure. */
 static int close_all(const char *what, const float *a, const double *b, int64_t n, double atol,
                      double rtol) {
@@ -66,8 +60,8 @@ static void test_matmul(int variant, int portable) {
             for (size_t c = 0; c < sizeof Ms / sizeof *Ms; c++) {
                 int N = Ns[a], K = Ks[b], M = Ms[c];
                 if (N == 130 && K > 576) continue; /* keep the portable path quick */
-                float *x = randn((int64_t)N * K, 1), *w = randn((int64_t)M * K, 1);
-                float *y = randn((int64_t)N * M, 1);
+                float *x = test_randn(&rng, (int64_t)N * K, 1), *w = test_randn(&rng, (int64_t)M * K, 1);
+                float *y = test_randn(&rng, (int64_t)N * M, 1);
                 double *ref = rein_malloc(sizeof(double) * (size_t)N * M);
                 for (int acc = 0; acc < 2; acc++) {
                     for (int i = 0; i < N; i++)
@@ -131,7 +125,7 @@ static void test_matmul_ref(void) {
 
 static void test_rmsnorm(void) {
     int N = 5, C = 67;
-    float *x = randn(N * C, 3), *w = randn(C, 1), *o = rein_malloc(sizeof(float) * N * C);
+    float *x = test_randn(&rng, N * C, 3), *w = test_randn(&rng, C, 1), *o = rein_malloc(sizeof(float) * N * C);
     double *ref = rein_malloc(sizeof(double) * N * C);
     for (int i = 0; i < N; i++) {
         double ss = 0;
@@ -149,7 +143,7 @@ static void test_rmsnorm(void) {
 static void test_rope(void) {
     int N = 3, H = 2, D = 8, R = 6;
     int32_t pos[3] = {0, 1, 1000};
-    float *x = randn(N * H * D, 1);
+    float *x = test_randn(&rng, N * H * D, 1);
     double *ref = rein_malloc(sizeof(double) * N * H * D);
     float ff[3] = {1, 2, 8};
     for (int variant = 0; variant < 2; variant++) {
@@ -199,7 +193,7 @@ static void test_attention(int D, int T) {
     /* 3 queries of H=4 heads over KVH=2 groups; query i sees n_keys[i] rows of its own run */
     int N = 3, H = 4, KVH = 2;
     int64_t stride = KVH * D + 3; /* rows need not be packed */
-    float *q = randn(N * H * D, 1), *kb = randn(2 * T * stride, 1), *vb = randn(2 * T * stride, 1);
+    float *q = test_randn(&rng, N * H * D, 1), *kb = test_randn(&rng, 2 * T * stride, 1), *vb = test_randn(&rng, 2 * T * stride, 1);
     const float *k[3] = {kb, kb + T * stride, kb}, *v[3] = {vb, vb + T * stride, vb};
     int n_keys[3] = {1, T, T / 2 + 3};
     float *o = rein_malloc(sizeof(float) * N * H * D);

@@ -16,18 +16,6 @@
 
 static rein_rng rng;
 
-static float *randn(int64_t n, float std) {
-    float *x = rein_malloc(sizeof(float) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) x[i] = rein_rng_normal(&rng) * std;
-    return x;
-}
-
-static double *to_double(const float *x, int64_t n) {
-    double *d = rein_malloc(sizeof(double) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) d[i] = x[i];
-    return d;
-}
-
 /* The scalar L(params) of a test; params point into double copies of the kernel's inputs. */
 typedef double (*loss_fn)(void *ctx);
 
@@ -82,13 +70,13 @@ static double norm_loss(void *ctx) {
 
 static void test_rmsnorm(int N, int C) {
     float eps = 1e-5f;
-    float *x = randn(N * C, 2), *w = randn(C, 1), *G = randn(N * C, 1);
+    float *x = test_randn(&rng, N * C, 2), *w = test_randn(&rng, C, 1), *G = test_randn(&rng, N * C, 1);
     float *dx = rein_malloc(sizeof(float) * N * C), *dw = rein_malloc(sizeof(float) * C);
-    float *dw0 = randn(C, 1); /* dw accumulates: start from something */
+    float *dw0 = test_randn(&rng, C, 1); /* dw accumulates: start from something */
     memcpy(dw, dw0, sizeof(float) * C);
     rein_rmsnorm_backward(dx, dw, G, x, w, N, C, eps);
     for (int j = 0; j < C; j++) dw[j] -= dw0[j];
-    norm_ctx c = {to_double(x, N * C), to_double(w, C), to_double(G, N * C), N, C, eps};
+    norm_ctx c = {test_to_double(x, N * C), test_to_double(w, C), test_to_double(G, N * C), N, C, eps};
     char what[64];
     snprintf(what, sizeof what, "rmsnorm dx N=%d C=%d", N, C);
     check_grad(what, dx, c.x, N * C, norm_loss, &c);
@@ -138,11 +126,11 @@ static void test_rope(void) {
     float ff[4] = {1, 1.5f, 4, 8};
     for (int variant = 0; variant < 2; variant++) {
         const float *factors = variant ? ff : NULL;
-        float *G = randn(N * H * D, 1), *x = randn(N * H * D, 1);
+        float *G = test_randn(&rng, N * H * D, 1), *x = test_randn(&rng, N * H * D, 1);
         float *dx = rein_malloc(sizeof(float) * N * H * D);
         memcpy(dx, G, sizeof(float) * N * H * D);
         rein_rope_backward(dx, pos, N, H, D, R, 10000.0f, factors);
-        rope_ctx c = {to_double(x, N * H * D), to_double(G, N * H * D), pos, N, H, D, R, 10000.0,
+        rope_ctx c = {test_to_double(x, N * H * D), test_to_double(G, N * H * D), pos, N, H, D, R, 10000.0,
                       factors};
         check_grad(variant ? "rope dx (freq factors)" : "rope dx", dx, c.x, N * H * D, rope_loss,
                    &c);
@@ -174,11 +162,11 @@ static double swiglu_loss(void *ctx) {
 
 static void test_swiglu(void) {
     int n = 203;
-    float *g = randn(n, 3), *u = randn(n, 1), *G = randn(n, 1);
+    float *g = test_randn(&rng, n, 3), *u = test_randn(&rng, n, 1), *G = test_randn(&rng, n, 1);
     g[0] = -30, g[1] = 30, g[2] = 0; /* saturated ends and the middle */
     float *dg = rein_malloc(sizeof(float) * n), *du = rein_malloc(sizeof(float) * n);
     rein_swiglu_backward(dg, du, G, g, u, n);
-    swiglu_ctx c = {to_double(g, n), to_double(u, n), to_double(G, n), n};
+    swiglu_ctx c = {test_to_double(g, n), test_to_double(u, n), test_to_double(G, n), n};
     check_grad("swiglu dgate", dg, c.g, n, swiglu_loss, &c);
     check_grad("swiglu dup", du, c.u, n, swiglu_loss, &c);
     /* outputs may alias dout */
@@ -209,12 +197,12 @@ static double emb_loss(void *ctx) {
 static void test_embedding(void) {
     int V = 11, C = 7, N = 6;
     int32_t tok[6] = {3, 0, 3, 10, 5, 3}; /* token 3 three times; most rows of the table unused */
-    float *table = randn(V * C, 1), *G = randn(N * C, 1), *d0 = randn(V * C, 1);
+    float *table = test_randn(&rng, V * C, 1), *G = test_randn(&rng, N * C, 1), *d0 = test_randn(&rng, V * C, 1);
     float *d = rein_malloc(sizeof(float) * V * C);
     memcpy(d, d0, sizeof(float) * V * C);
     rein_embedding_backward(d, G, tok, N, C);
     for (int i = 0; i < V * C; i++) d[i] -= d0[i];
-    emb_ctx c = {to_double(table, V * C), to_double(G, N * C), tok, N, C};
+    emb_ctx c = {test_to_double(table, V * C), test_to_double(G, N * C), tok, N, C};
     check_grad("embedding dtable (repeated tokens)", d, c.table, V * C, emb_loss, &c);
     rein_free(table), rein_free(G), rein_free(d0), rein_free(d), rein_free(c.table), rein_free(c.G);
 }

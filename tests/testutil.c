@@ -158,3 +158,15 @@ int test_same_losses(const char *a, const char *b, int steps) {
         }
     return same;
 }
+
+float *test_randn(rein_rng *rng, int64_t n, float std) {
+    float *x = rein_malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; x && i < n; i++) x[i] = rein_rng_normal(rng) * std;
+    return x;
+}
+
+double *test_to_double(const float *x, int64_t n) {
+    double *d = rein_malloc(sizeof(double) * (size_t)n);
+    for (int64_t i = 0; d && i < n; i++) d[i] = x[i];
+    return d;
+}

@@ -7,6 +7,7 @@
 #ifndef REIN_TESTUTIL_H
 #define REIN_TESTUTIL_H
 
+#include "base/base.h"
 #include "rein.h"
 
 #include <stdio.h>
@@ -69,6 +70,11 @@ int test_run(const char *cmd, int merge_stderr, rein_buf *out);
  * to the last printed digit (the last line of a step wins: a resumed run repeats the steps after
  * its checkpoint). Prints the steps that differ. */
 int test_same_losses(const char *dir_a, const char *dir_b, int steps);
+
+/* n normal random floats times std from rng (owned by the caller: rein_free), and a double copy
+ * of n floats (likewise), for kernel tests against double-precision references. */
+float *test_randn(rein_rng *rng, int64_t n, float std);
+double *test_to_double(const float *x, int64_t n);
 
 /* Path of the shared data folder (../shared/data, or $REIN_SHARED_DATA); NULL if absent. */
 const char *test_shared_data(void);
