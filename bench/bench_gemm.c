@@ -3,7 +3,8 @@
  * The forward product of each linear layer shape of the default model at 1024 tokens (NT: y = x
  * W^T) and its two backward products (NN: dX = dY W; TN: dW = dY^T X), as GFLOP/s and % of the
  * machine's FP32 FMA peak (520 GFLOP/s on both cores here; REIN_PEAK_GFLOPS overrides), at rein's
- * thread count. OpenBLAS is loaded at run time with dlopen (libopenblas.so.0, as installed, with
+ * thread count, and with BF16 products where the CPU has them (against twice that peak, the rate
+ * of vdpbf16ps). OpenBLAS is loaded at run time with dlopen (libopenblas.so.0, as installed, with
  * whatever OPENBLAS_* the environment sets), so neither librein nor this program links it; without
  * it only rein's column is printed. Figures, not a test.
  */
@@ -50,6 +51,7 @@ static double run(int kind, int T, int out, int in, const float *x, const float 
 
 int main(void) {
     double peak = getenv("REIN_PEAK_GFLOPS") ? atof(getenv("REIN_PEAK_GFLOPS")) : 520.0;
+    double bpeak = 2 * peak; /* vdpbf16ps: two products per lane and instruction */
     int threads = rein_get_threads();
     void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
     sgemm_fn sg = lib ? (sgemm_fn)(uintptr_t)dlsym(lib, "cblas_sgemm") : NULL;
@@ -59,8 +61,11 @@ int main(void) {
     printf("== GEMM, %d threads, rein kernel %s; OpenBLAS %s%s%s\n", threads,
            rein_matmul_kernel_name(), sg ? "libopenblas.so.0" : "not found",
            ct ? ", OPENBLAS_CORETYPE=" : "", ct ? ct : "");
-    printf("%-6s %-18s %10s %7s | %10s %7s | %6s\n", "op", "shape (M,N,K)", "rein GF/s", "% peak",
-           "BLAS GF/s", "% peak", "ratio");
+    rein_matmul_set_bf16(1);
+    int bf16 = rein_matmul_bf16();
+    rein_matmul_set_bf16(0);
+    printf("%-6s %-18s %10s %7s | %10s %7s | %6s | %10s %7s\n", "op", "shape (M,N,K)", "rein GF/s",
+           "% peak", "BLAS GF/s", "% peak", "ratio", "bf16 GF/s", "% bpeak");
     const int T = 1024, shapes[3][2] = {{1536, 576}, {576, 1536}, {49152, 576}};
     rein_rng r;
     rein_rng_seed(&r, 1);
@@ -90,13 +95,23 @@ int main(void) {
                 snprintf(b2, sizeof b2, "%.1f%%", 100 * gb / peak);
                 snprintf(rt, sizeof rt, "%.2fx", gr / gb);
             }
-            printf("%-6s %-18s %10.1f %6.1f%% | %10s %7s | %6s\n", names[kind], shape, gr,
-                   100 * gr / peak, b1, b2, rt);
+            char h1[16] = "n/a", h2[16] = "-";
+            if (bf16) {
+                rein_matmul_set_bf16(1);
+                run(kind, T, out, in, x, w, dy, y, NULL, 1);
+                double gh = flops / run(kind, T, out, in, x, w, dy, y, NULL, reps) / 1e9;
+                rein_matmul_set_bf16(0);
+                snprintf(h1, sizeof h1, "%.1f", gh);
+                snprintf(h2, sizeof h2, "%.1f%%", 100 * gh / bpeak);
+            }
+            printf("%-6s %-18s %10.1f %6.1f%% | %10s %7s | %6s | %10s %7s\n", names[kind], shape, gr,
+                   100 * gr / peak, b1, b2, rt, h1, h2);
             fflush(stdout);
         }
         rein_free_aligned(x), rein_free_aligned(w), rein_free_aligned(dy), rein_free_aligned(y);
     }
-    printf("%% of a %.0f GFLOP/s FP32 FMA peak; ratio = rein / OpenBLAS\n", peak);
+    printf("%% of a %.0f GFLOP/s FP32 FMA peak; ratio = rein / OpenBLAS; bf16: rein with BF16 "
+           "products (rein_matmul_set_bf16), %% of a %.0f GFLOP/s BF16 peak\n", peak, bpeak);
     if (lib) dlclose(lib);
     return 0;
 }

@@ -1,11 +1,13 @@
 /* test_kernels.c - each forward kernel against a plain double-precision reference.
  *
  * The matrix products (NT, NN, TN) are checked on both their paths (AVX-512 where the CPU has
- * it, and portable) over shapes that hit every remainder case; the others against direct formulas.
+ * it, and portable) over shapes that hit every remainder case, and on shapes past every block of
+ * the blocked product in f32 and with BF16 products; the others against direct formulas.
  */
 #include "base/base.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/quant.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -95,6 +97,80 @@ static void test_matmul(int variant, int portable) {
            mm_names[variant], portable ? "portable" : rein_matmul_kernel_name(), n_ok, n_cases,
            worst_rel);
     rein_matmul_force_portable(0);
+}
+
+static double bf16_round(float v) {
+    return rein_bf16_to_fp32(rein_fp32_to_bf16(v));
+}
+
+/* Shapes past every block of the blocked product (several reduction blocks, row blocks and panel
+ * groups, odd reductions), in f32 and with BF16 products. A BF16 product must equal the f32 sum of
+ * the products of its operands rounded to bfloat16 (to nearest even) within f32 tolerance, and the
+ * unrounded product within bfloat16's: |diff| <= 2^-7 sum_k |x_k w_k| (two roundings of 2^-9). */
+static void test_matmul_blocked(int bf16) {
+    static const int shapes[][3] = {{300, 600, 1000}, {17, 1025, 401}, {140, 513, 33}, {9, 2, 800}};
+    rein_matmul_set_bf16(bf16);
+    if (bf16 && !rein_matmul_bf16()) {
+        printf("blocked matmul with BF16 products: not checked, this CPU has no AVX512_BF16\n");
+        rein_matmul_set_bf16(0);
+        return;
+    }
+    int n_cases = 0, n_ok = 0;
+    for (int variant = 0; variant < 3; variant++)
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];
+            float *x = test_randn(&rng, (int64_t)N * K, 1), *w = test_randn(&rng, (int64_t)M * K, 1);
+            float *y = test_randn(&rng, (int64_t)N * M, 1);
+            double *ref = rein_malloc(sizeof(double) * (size_t)N * M);
+            double *mag = rein_malloc(sizeof(double) * (size_t)N * M);
+            for (int acc = 0; acc < 2; acc++) {
+                for (int i = 0; i < N; i++)
+                    for (int j = 0; j < M; j++) {
+                        double r = acc ? y[i * M + j] : 0, m = 0;
+                        for (int k = 0; k < K; k++) {
+                            float a = mm_x(variant, x, i, k, N, K), b = mm_w(variant, w, j, k, K, M);
+                            r += bf16 ? bf16_round(a) * bf16_round(b) : (double)a * b;
+                            m += fabs((double)a * b);
+                        }
+                        ref[i * M + j] = r;
+                        mag[i * M + j] = m;
+                    }
+                float *exact = NULL;
+                if (bf16) { /* the unrounded product, for the second bound */
+                    exact = rein_malloc(sizeof(float) * (size_t)N * M);
+                    memcpy(exact, y, sizeof(float) * (size_t)N * M);
+                }
+                mm_call(variant, y, x, w, N, K, M, acc);
+                char what[96];
+                snprintf(what, sizeof what, "blocked matmul_%s %s N=%d K=%d M=%d acc=%d",
+                         mm_names[variant], bf16 ? "bf16" : "f32", N, K, M, acc);
+                int ok = close_all(what, y, ref, (int64_t)N * M, 1e-5 * sqrt(K) * 4, 1e-5);
+                if (bf16) {
+                    for (int i = 0; i < N; i++)
+                        for (int j = 0; j < M; j++) {
+                            double r = acc ? exact[i * M + j] : 0;
+                            for (int k = 0; k < K; k++)
+                                r += (double)mm_x(variant, x, i, k, N, K) * mm_w(variant, w, j, k, K, M);
+                            double d = fabs(y[i * M + j] - r);
+                            if (d > 0x1p-7 * mag[i * M + j] + 1e-4) {
+                                fprintf(stderr, "%s: (%d, %d): %g vs unrounded %g\n", what, i, j,
+                                        y[i * M + j], r);
+                                ok = 0;
+                                i = N;
+                                break;
+                            }
+                        }
+                    rein_free(exact);
+                }
+                CHECKF(ok, "%s", what);
+                n_cases++;
+                n_ok += ok;
+            }
+            rein_free(x), rein_free(w), rein_free(y), rein_free(ref), rein_free(mag);
+        }
+    printf("blocked matmul (%s products): %d/%d cases within tolerance\n", bf16 ? "bf16" : "f32",
+           n_ok, n_cases);
+    rein_matmul_set_bf16(0);
 }
 
 static void test_matmul_ref(void) {
@@ -232,6 +308,8 @@ int main(void) {
         test_matmul(v, 0);
         test_matmul(v, 1);
     }
+    test_matmul_blocked(0);
+    test_matmul_blocked(1);
     test_rmsnorm();
     test_rope();
     test_swiglu();

@@ -1,4 +1,4 @@
-/* matmul.c - the three f32 products of a linear layer (NT, NN, TN), blocked and threaded.
+/* matmul.c - the three products of a linear layer (NT, NN, TN), blocked and threaded.
  *
  * All three are one product y (rows, cols) (+)= A (rows, red) @ B (red, cols), where A and B are
  * read through strides: NT reads B = W^T (W rows contiguous in the reduction), NN reads B = W
@@ -6,16 +6,16 @@
  * at each reduction step). Two regimes:
  * - N small in NT (decoding): each output is a dot product of a row of x and a row of W; W is
  *   streamed once from memory, four rows at a time, and the work is split over rows of W.
- * - otherwise (prefill, training): each task takes panels of 32 columns of B, packs a panel into
- *   (KC, 32) so that one reduction step is two aligned 16-wide loads, and multiplies it by blocks
- *   of 8 rows of A held in 16 accumulator registers (8 rows x 32 columns). When there are too few
- *   panels to keep every thread busy, the rows are split between tasks as well.
+ * - otherwise (prefill, training): the blocked product of gemm.h, cut into tasks of (rows,
+ *   column panels) and run by gemm_avx512.c, in f32 or, when rein_matmul_set_bf16 asks and the
+ *   CPU can, with BF16 products and f32 accumulation.
  * The references below are the plain triple loops in the same summation order per output (the
  * reduction index from 0 up), used by the tests; the fast paths differ from them only by float
  * rounding of reordered sums.
  */
 #include "kernels/matmul.h"
 #include "base/base.h"
+#include "kernels/gemm.h"
 
 #include <string.h>
 
@@ -59,19 +59,6 @@ typedef struct mm_job {
     int N, K, M, acc;
     int rows_per_task; /* matvec: rows of W per task */
 } mm_job;
-
-/* y (rows, cols) (+)= A (rows, red) @ B (red, cols), with A(r, k) = a[r * a_rs + k * a_ks] and
- * B(k, c) = b[k * b_ks + c * b_cs]; y rows ldy apart. Either a_ks or a_rs is 1, and either b_cs
- * or b_ks is 1. */
-typedef struct gemm_job {
-    float *y;
-    int64_t ldy;
-    const float *a, *b;
-    int64_t a_rs, a_ks, b_ks, b_cs;
-    int rows, red, cols, acc;
-    int n_panels, panels_per_task; /* fast path: column panels of 32, grouped into tasks */
-    int row_chunk, n_row_chunks;   /* rows per task (a multiple of MR) when panels are few */
-} gemm_job;
 
 /* ---- portable paths ------------------------------------------------------------------------ */
 
@@ -152,109 +139,6 @@ AVX512 static void matvec_avx512(void *ctx, int t, int n_tasks) {
     }
 }
 
-#define PANEL 32 /* columns of B per packed panel: two 16-wide vectors */
-#define MR 8     /* rows of A per micro-kernel call */
-#define KC 512   /* reduction block, so a packed panel block (KC x 32 floats = 64 KiB) stays near L1/L2 */
-
-/* acc(rows, 32) += A[rows, 0:kc] @ panel[kc, 32], A(r, k) = a[r * rs + k * ks]; rows <= MR.
- * Inlined twice into gemm_avx512, once with ks == 1 and once with rs == 1, so that the compiler
- * sees the constant stride, and the accumulators stay in registers. */
-AVX512 static inline __attribute__((always_inline)) void
-micro_8x32(const float *a, int64_t rs, int64_t ks, int rows, const float *panel, int kc,
-           __m512 acc[MR][2]) {
-    const float *ar[MR];
-    for (int r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * rs;
-    if (rows == MR) {
-        for (int k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_load_ps(panel + k * PANEL);
-            __m512 b1 = _mm512_load_ps(panel + k * PANEL + 16);
-#define ROW(r)                                                                                 \
-    {                                                                                          \
-        __m512 av = _mm512_set1_ps(ar[r][k * ks]);                                             \
-        acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);                                        \
-        acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);                                        \
-    }
-            ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7)
-#undef ROW
-        }
-    } else {
-        for (int k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_load_ps(panel + k * PANEL);
-            __m512 b1 = _mm512_load_ps(panel + k * PANEL + 16);
-            for (int r = 0; r < rows; r++) {
-                __m512 av = _mm512_set1_ps(ar[r][k * ks]);
-                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-            }
-        }
-    }
-}
-
-/* Pack B[k0:k0+kc, c0:c0+cols] into pack (kc, 32), zero-padding the columns past `cols`. */
-static void pack_panel(float *pack, const gemm_job *g, int k0, int kc, int c0, int cols) {
-    if (g->b_cs == 1) { /* B rows contiguous: copy row pieces */
-        for (int k = 0; k < kc; k++) {
-            const float *br = g->b + (int64_t)(k0 + k) * g->b_ks + c0;
-            float *pr = pack + k * PANEL;
-            for (int c = 0; c < cols; c++) pr[c] = br[c];
-            for (int c = cols; c < PANEL; c++) pr[c] = 0;
-        }
-    } else { /* B columns contiguous (b_ks == 1): transpose */
-        for (int c = 0; c < PANEL; c++) {
-            if (c < cols) {
-                const float *bc = g->b + (int64_t)(c0 + c) * g->b_cs + k0;
-                for (int k = 0; k < kc; k++) pack[k * PANEL + c] = bc[k];
-            } else {
-                for (int k = 0; k < kc; k++) pack[k * PANEL + c] = 0;
-            }
-        }
-    }
-}
-
-/* One task: a run of consecutive panels of B, each multiplied by one chunk of rows of A. */
-AVX512 static void gemm_avx512(void *ctx, int t, int n_tasks) {
-    const gemm_job *g = ctx;
-    float pack[KC * PANEL] __attribute__((aligned(64))); /* 64 KiB: one packed panel block */
-    int pt = t / g->n_row_chunks, rc = t % g->n_row_chunks;
-    int i_begin = rc * g->row_chunk, i_end = REIN_MIN(g->rows, i_begin + g->row_chunk);
-    int p1 = REIN_MIN(g->n_panels, (pt + 1) * g->panels_per_task);
-    for (int p = pt * g->panels_per_task; p < p1; p++) {
-        int c0 = p * PANEL, cols = REIN_MIN(PANEL, g->cols - c0);
-        __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
-        __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
-        for (int k0 = 0; k0 < g->red; k0 += KC) {
-            int kc = REIN_MIN(KC, g->red - k0);
-            pack_panel(pack, g, k0, kc, c0, cols);
-            for (int i0 = i_begin; i0 < i_end; i0 += MR) {
-                int rows = REIN_MIN(MR, i_end - i0);
-                __m512 acc[MR][2];
-                float *yb = g->y + (int64_t)i0 * g->ldy + c0;
-                /* each k block is summed from zero and added to y afterwards, so products are
-                 * rounded at the size of the dot product, not of what y already holds (a large
-                 * residual stream), just as the matrix-vector path rounds them */
-                for (int r = 0; r < rows; r++) {
-                    acc[r][0] = _mm512_setzero_ps();
-                    acc[r][1] = _mm512_setzero_ps();
-                }
-                const float *ab = g->a + i0 * g->a_rs + k0 * g->a_ks;
-                if (g->a_ks == 1)
-                    micro_8x32(ab, g->a_rs, 1, rows, pack, kc, acc);
-                else
-                    micro_8x32(ab, 1, g->a_ks, rows, pack, kc, acc);
-                int add = k0 > 0 || g->acc;
-                for (int r = 0; r < rows; r++) {
-                    float *y0 = yb + r * g->ldy;
-                    if (add) {
-                        acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(m0, y0));
-                        acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_maskz_loadu_ps(m1, y0 + 16));
-                    }
-                    _mm512_mask_storeu_ps(y0, m0, acc[r][0]);
-                    _mm512_mask_storeu_ps(y0 + 16, m1, acc[r][1]);
-                }
-            }
-        }
-    }
-}
 #endif /* __x86_64__ */
 
 /* Portable NT: dot products, one chunk of rows of x per task. */
@@ -272,7 +156,7 @@ static void gemm_nt_portable(void *ctx, int t, int n_tasks) {
 /* Portable NN and TN (B rows contiguous): each row of y is a sum of scaled rows of B, in
  * reduction order; one chunk of rows of y per task. */
 static void gemm_rows_portable(void *ctx, int t, int n_tasks) {
-    const gemm_job *g = ctx;
+    const rein_gemm *g = ctx;
     int i0 = t * g->row_chunk, i1 = REIN_MIN(g->rows, i0 + g->row_chunk);
     for (int i = i0; i < i1; i++) {
         float *restrict yi = g->y + i * g->ldy;
@@ -316,21 +200,52 @@ int rein_kernels_use_avx512(void) {
     return use_avx512();
 }
 
-/* Run a prepared gemm_job (y, strides, sizes, acc set) on the best path. */
-static void gemm_run(gemm_job *g) {
+static int bf16_wanted;
+
+void rein_matmul_set_bf16(int on) {
+    bf16_wanted = on;
+}
+
+int rein_matmul_bf16(void) {
+    return bf16_wanted && use_avx512() && rein_gemm_cpu_has_bf16();
+}
+
+/* One scratch buffer for packed operands, kept between calls (the products run one at a time). */
+static void *scratch;
+static size_t scratch_size;
+
+static void scratch_free(void) {
+    rein_free_aligned(scratch);
+    scratch = NULL;
+    scratch_size = 0;
+}
+
+static int scratch_reserve(size_t bytes) {
+    if (bytes <= scratch_size) return 1;
+    static int registered;
+    if (!registered) {
+        atexit(scratch_free);
+        registered = 1;
+    }
+    rein_free_aligned(scratch);
+    scratch = rein_malloc_aligned(bytes, 64);
+    scratch_size = scratch ? bytes : 0;
+    return scratch != NULL;
+}
+
+/* Run a prepared product (y, strides, sizes, acc set) on the best path. */
+static void gemm_run(rein_gemm *g) {
     int nt = rein_get_threads();
 #if defined(__x86_64__)
     if (use_avx512()) {
-        g->n_panels = (g->cols + PANEL - 1) / PANEL;
-        int n_groups = REIN_MIN(g->n_panels, 8 * nt);
-        g->panels_per_task = (g->n_panels + n_groups - 1) / n_groups;
-        n_groups = (g->n_panels + g->panels_per_task - 1) / g->panels_per_task;
-        /* too few panels for the threads: split the rows too, in chunks of at least 64 */
-        int chunks = 1;
-        if (n_groups < 4 * nt) chunks = REIN_MAX(1, REIN_MIN((4 * nt) / n_groups, g->rows / 64));
-        g->row_chunk = ((g->rows + chunks - 1) / chunks + MR - 1) / MR * MR;
-        g->n_row_chunks = (g->rows + g->row_chunk - 1) / g->row_chunk;
-        rein_parallel_for(n_groups * g->n_row_chunks, gemm_avx512, g);
+        g->bf16 = rein_matmul_bf16();
+        int n_tasks = rein_gemm_plan(g, nt);
+        /* BF16 packs A as it reads it: once per group of panels unless packed for all first */
+        int64_t words = rein_gemm_prepack_size(g);
+        if (g->bf16 && n_tasks / g->n_row_chunks >= 3 && words <= (16 << 20) &&
+            scratch_reserve((size_t)words * 4))
+            rein_gemm_prepack(g, scratch);
+        rein_parallel_for(n_tasks, rein_gemm_task_avx512, g);
         return;
     }
 #endif
@@ -361,7 +276,7 @@ void rein_matmul_nt(float *y, const float *x, const float *w, int N, int K, int 
             rein_parallel_for((M + per - 1) / per, matvec_avx512, &j);
             return;
         }
-        gemm_job g = {.y = y, .ldy = M, .a = x, .a_rs = K, .a_ks = 1, .b = w, .b_ks = 1, .b_cs = K,
+        rein_gemm g = {.y = y, .ldy = M, .a = x, .a_rs = K, .a_ks = 1, .b = w, .b_ks = 1, .b_cs = K,
                       .rows = N, .red = K, .cols = M, .acc = accumulate};
         gemm_run(&g);
         return;
@@ -379,14 +294,14 @@ void rein_matmul_nt(float *y, const float *x, const float *w, int N, int K, int 
 
 void rein_matmul_nn(float *y, const float *x, const float *w, int N, int K, int M, int accumulate) {
     if (gemm_trivial(y, N, K, M, accumulate)) return;
-    gemm_job g = {.y = y, .ldy = M, .a = x, .a_rs = K, .a_ks = 1, .b = w, .b_ks = M, .b_cs = 1,
+    rein_gemm g = {.y = y, .ldy = M, .a = x, .a_rs = K, .a_ks = 1, .b = w, .b_ks = M, .b_cs = 1,
                   .rows = N, .red = K, .cols = M, .acc = accumulate};
     gemm_run(&g);
 }
 
 void rein_matmul_tn(float *y, const float *a, const float *b, int N, int M, int K, int accumulate) {
     if (gemm_trivial(y, M, N, K, accumulate)) return;
-    gemm_job g = {.y = y, .ldy = K, .a = a, .a_rs = 1, .a_ks = M, .b = b, .b_ks = K, .b_cs = 1,
+    rein_gemm g = {.y = y, .ldy = K, .a = a, .a_rs = 1, .a_ks = M, .b = b, .b_ks = K, .b_cs = 1,
                   .rows = M, .red = N, .cols = K, .acc = accumulate};
     gemm_run(&g);
 }

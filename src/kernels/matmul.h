@@ -30,6 +30,14 @@ void rein_matmul_tn(float *y, const float *a, const float *b, int N, int M, int 
 void rein_matmul_tn_ref(float *y, const float *a, const float *b, int N, int M, int K,
                         int accumulate);
 
+/* BF16 products (rein_matmul_nt with N >= 4, rein_matmul_nn, rein_matmul_tn): with `on`, and a CPU
+ * with AVX512_BF16, both operands are rounded to bfloat16 (to nearest even) and their products
+ * accumulated in f32; the arrays themselves stay f32. Off by default; training turns it on with
+ * --bf16. The matrix-vector path of decoding (N < 4) and the portable kernels stay f32. */
+void rein_matmul_set_bf16(int on);
+/* 1 when the products run in BF16 now (asked for, and the CPU can), else 0. */
+int rein_matmul_bf16(void);
+
 /* Which kernel the products use here: "avx512" or "portable". REIN_KERNEL=portable forces the
  * portable one (for tests and comparisons). */
 const char *rein_matmul_kernel_name(void);
