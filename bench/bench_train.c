@@ -1,7 +1,9 @@
 /* bench_train.c - training speed and memory of the default model, rein beside PyTorch.
  *
  * One step = forward + backward + AdamW over 4 sequences of 256 tokens (packed), full fine-tuning
- * and LoRA (r=16 on every linear layer), at 1 and 2 threads. Each configuration runs in a fresh
+ * and LoRA (r=16 on every linear layer), at 1 and 2 threads, with f32 products and, where the CPU
+ * has AVX512_BF16, with BF16 products (the same step otherwise; the "loss gap" column shows how far
+ * its losses move from the f32 run's over the same steps). Each configuration runs in a fresh
  * process so that its peak RSS is its own. Model FLOPs utilisation is against the machine's FP32
  * FMA peak (about 520 GFLOP/s on both cores here; REIN_PEAK_GFLOPS overrides). PyTorch (CPU, same
  * shapes, same threads; tools/torch_train_bench.py) is measured in the same run when `torch` is
@@ -10,11 +12,13 @@
  */
 #include "benchutil.h"
 #include "base/base.h"
+#include "kernels/matmul.h"
 #include "model/train.h"
 #include "train/optim.h"
 #include "train/params.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <string.h>
 
 enum { B = 4, T = 256, STEPS = 3 };
@@ -33,8 +37,9 @@ static double step_flops(const rein_model_config *c, int full, int64_t lora_para
 }
 
 /* One configuration, in this process: prints a JSON line. */
-static int one(const char *path, int full, int threads) {
+static int one(const char *path, int full, int threads, int bf16) {
     rein_set_threads(threads);
+    rein_matmul_set_bf16(bf16);
     rein_model *m;
     if (rein_model_load(path, &m)) {
         fprintf(stderr, "%s\n", rein_last_error());
@@ -59,12 +64,13 @@ static int one(const char *path, int full, int threads) {
     for (int i = 0; i < B * T; i++) tokens[i] = (int32_t)(rein_rng_u64(&rng) % 49000);
     for (int s = 0; s <= B; s++) cu[s] = s * T;
     for (int i = 0; i < B * T; i++) targets[i] = (i % T == T - 1) ? -1 : tokens[i + 1];
-    double best = 1e30;
+    double best = 1e30, losses[STEPS + 1];
     for (int step = 0; step <= STEPS; step++) {
         double t0 = rein_time_now(), loss;
         rein_train_zero_grads(m, ts);
         rein_train_forward(m, ts, tokens, cu, B);
         rein_lm_head_xent(m, ts, targets, 1.0f / (B * (T - 1)), &loss);
+        losses[step] = loss;
         rein_train_backward(m, ts);
         rein_grad_clip(&pl, 1.0);
         rein_adamw_step(&opt, &pl, &ap, ap.lr);
@@ -72,8 +78,11 @@ static int one(const char *path, int full, int threads) {
         if (step > 0 && dt < best) best = dt; /* step 0 warms up */
     }
     const rein_model_config *c = rein_model_get_config(m);
-    printf("{\"tokens_per_s\": %.2f, \"step_s\": %.4f, \"peak_rss_mb\": %.1f, \"flops\": %.6g}\n",
-           B * T / best, best, bench_peak_rss_mb(), step_flops(c, full, rein_lora_n_params(m)));
+    printf("{\"tokens_per_s\": %.2f, \"step_s\": %.4f, \"peak_rss_mb\": %.1f, \"flops\": %.6g, "
+           "\"bf16\": %d, \"losses\": [", B * T / best, best, bench_peak_rss_mb(),
+           step_flops(c, full, rein_lora_n_params(m)), rein_matmul_bf16());
+    for (int i = 0; i <= STEPS; i++) printf("%s%.6f", i ? ", " : "", losses[i]);
+    printf("]}\n");
     rein_adamw_free(&opt);
     rein_params_free(&pl);
     rein_train_state_free(ts);
@@ -81,55 +90,89 @@ static int one(const char *path, int full, int threads) {
     return 0;
 }
 
+/* The largest relative difference between the step losses of two runs. */
+static double loss_gap(const cJSON *a, const cJSON *b) {
+    const cJSON *la = cJSON_GetObjectItem(a, "losses"), *lb = cJSON_GetObjectItem(b, "losses");
+    double gap = 0;
+    for (int i = 0; i < cJSON_GetArraySize(la) && i < cJSON_GetArraySize(lb); i++) {
+        double x = cJSON_GetNumberValue(cJSON_GetArrayItem(la, i));
+        double y = cJSON_GetNumberValue(cJSON_GetArrayItem(lb, i));
+        gap = fmax(gap, fabs(x - y) / fabs(y));
+    }
+    return gap;
+}
+
+/* PyTorch's tokens/s for one configuration, as run by default (tuned = 0) or tuned; 0 if absent. */
+static double torch_tps(const char *mode, int threads, int tuned) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "%spython3 tools/torch_train_bench.py %s %d %d %d 2 2>/dev/null",
+             tuned ? "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=PASSIVE "
+                     "MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 "
+                   : "",
+             mode, threads, B, T);
+    cJSON *r = bench_run_json(cmd);
+    double tps = r ? bench_num(r, "tokens_per_s") : 0;
+    cJSON_Delete(r);
+    return tps;
+}
+
 int main(int argc, char **argv) {
     const char *path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    if (argc == 5 && !strcmp(argv[1], "--one")) return one(argv[2], !strcmp(argv[3], "full"), atoi(argv[4]));
+    if (argc == 6 && !strcmp(argv[1], "--one"))
+        return one(argv[2], !strcmp(argv[3], "full"), atoi(argv[4]), atoi(argv[5]));
     if (argc > 1) path = argv[1];
     double peak = getenv("REIN_PEAK_GFLOPS") ? atof(getenv("REIN_PEAK_GFLOPS")) : 520.0;
     int have_torch = system("python3 -c 'import torch, transformers, peft' >/dev/null 2>&1") == 0;
-    printf("== training: %s, %d x %d tokens a step, fp32\n", path, B, T);
-    printf("%-5s %-7s %9s %8s %6s %9s | %11s %6s | %11s %6s\n", "mode", "threads", "rein t/s",
-           "RSS MB", "MFU", "step s", "torch dflt", "ratio", "torch tuned", "ratio");
+    printf("== training: %s, %d x %d tokens a step; products f32, or BF16 with f32 accumulation\n",
+           path, B, T);
+    printf("%-5s %-4s %-7s %9s %8s %6s %9s %8s | %11s %6s | %11s %6s\n", "mode", "prec", "threads",
+           "rein t/s", "RSS MB", "MFU", "step s", "loss gap", "torch dflt", "ratio", "torch tuned",
+           "ratio");
     for (int full = 1; full >= 0; full--)
         for (int th = 1; th <= 2; th++) {
-            char cmd[1024];
-            snprintf(cmd, sizeof cmd, "%s --one %s %s %d", argv[0], path, full ? "full" : "lora", th);
-            cJSON *r = bench_run_json(cmd);
-            if (!r) {
-                printf("%-5s %-7d failed\n", full ? "full" : "lora", th);
-                continue;
-            }
-            double tps = bench_num(r, "tokens_per_s"), st = bench_num(r, "step_s");
-            double mfu = bench_num(r, "flops") / st / (peak * 1e9);
-            char d[32] = "n/a", dr[16] = "-", t[32] = "n/a", tr[16] = "-";
-            if (have_torch) {
-                const char *mode = full ? "full" : "lora";
-                snprintf(cmd, sizeof cmd, "python3 tools/torch_train_bench.py %s %d %d %d 2 2>/dev/null",
-                         mode, th, B, T);
-                cJSON *pd = bench_run_json(cmd);
-                snprintf(cmd, sizeof cmd,
-                         "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=PASSIVE "
-                         "MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 "
-                         "python3 tools/torch_train_bench.py %s %d %d %d 2 2>/dev/null",
-                         mode, th, B, T);
-                cJSON *pt = bench_run_json(cmd);
-                if (pd) {
-                    snprintf(d, sizeof d, "%.1f", bench_num(pd, "tokens_per_s"));
-                    snprintf(dr, sizeof dr, "%.2fx", tps / bench_num(pd, "tokens_per_s"));
+            const char *mode = full ? "full" : "lora";
+            double td = have_torch ? torch_tps(mode, th, 0) : 0;
+            double tt = have_torch ? torch_tps(mode, th, 1) : 0;
+            cJSON *f32 = NULL;
+            for (int bf16 = 0; bf16 <= 1; bf16++) {
+                char cmd[1024];
+                snprintf(cmd, sizeof cmd, "%s --one %s %s %d %d", argv[0], path, mode, th, bf16);
+                cJSON *r = bench_run_json(cmd);
+                if (!r) {
+                    printf("%-5s %-4s %-7d failed\n", mode, bf16 ? "bf16" : "f32", th);
+                    continue;
                 }
-                if (pt) {
-                    snprintf(t, sizeof t, "%.1f", bench_num(pt, "tokens_per_s"));
-                    snprintf(tr, sizeof tr, "%.2fx", tps / bench_num(pt, "tokens_per_s"));
+                if (bf16 && !bench_num(r, "bf16")) { /* no AVX512_BF16 here */
+                    cJSON_Delete(r);
+                    continue;
                 }
-                cJSON_Delete(pd);
-                cJSON_Delete(pt);
+                double tps = bench_num(r, "tokens_per_s"), st = bench_num(r, "step_s");
+                double mfu = bench_num(r, "flops") / st / (peak * 1e9);
+                char gap[16] = "-", d[32] = "n/a", dr[16] = "-", t[32] = "n/a", tr[16] = "-";
+                if (bf16 && f32) snprintf(gap, sizeof gap, "%.1e", loss_gap(r, f32));
+                if (td > 0) {
+                    snprintf(d, sizeof d, "%.1f", td);
+                    snprintf(dr, sizeof dr, "%.2fx", tps / td);
+                }
+                if (tt > 0) {
+                    snprintf(t, sizeof t, "%.1f", tt);
+                    snprintf(tr, sizeof tr, "%.2fx", tps / tt);
+                }
+                printf("%-5s %-4s %-7d %9.1f %8.0f %5.1f%% %9.3f %8s | %11s %6s | %11s %6s\n", mode,
+                       bf16 ? "bf16" : "f32", th, tps, bench_num(r, "peak_rss_mb"), 100 * mfu, st,
+                       gap, d, dr, t, tr);
+                fflush(stdout);
+                if (bf16)
+                    cJSON_Delete(r);
+                else
+                    f32 = r;
             }
-            printf("%-5s %-7d %9.1f %8.0f %5.1f%% %9.3f | %11s %6s | %11s %6s\n",
-                   full ? "full" : "lora", th, tps, bench_num(r, "peak_rss_mb"), 100 * mfu, st, d, dr, t, tr);
-            fflush(stdout);
-            cJSON_Delete(r);
+            cJSON_Delete(f32);
         }
     if (!have_torch) printf("(PyTorch not importable: pip install torch transformers peft to compare)\n");
-    printf("MFU against %.0f GFLOP/s FP32 FMA peak; ratio = rein / PyTorch tokens/s\n", peak);
+    printf("MFU against %.0f GFLOP/s FP32 FMA peak (BF16 rows too); loss gap: the largest relative "
+           "difference of the %d step losses from the f32 run's; ratio = rein / PyTorch (f32) "
+           "tokens/s\n", peak, STEPS + 1);
     return 0;
 }

@@ -82,6 +82,7 @@ int cli_train_option(const char *cmd, int opt, const char *arg, cli_train_args *
     case OPT_T_EVALEVERY: o->eval_every = cli_parse_long(cmd, "--eval-every", arg, 0, 1L << 40); return 1;
     case OPT_T_THREADS: rein_set_threads((int)cli_parse_long(cmd, "--threads", arg, 1, 256)); return 1;
     case OPT_T_PLAIN: o->plain_log = 1; return 1;
+    case OPT_T_BF16: o->bf16 = 1; return 1;
     }
     return 0;
 }

@@ -1,6 +1,7 @@
 /* trainer.c - the shared training loop. See trainer.h. */
 #include "train/trainer.h"
 #include "base/base.h"
+#include "kernels/matmul.h"
 #include "train/checkpoint.h"
 #include "train/params.h"
 
@@ -45,6 +46,10 @@ void rein_train_settings(const rein_train_opts *o, const rein_model *m, const ch
              o->adam.eps, o->adam.weight_decay, (int)o->schedule, (long long)o->warmup_steps,
              o->warmup_ratio, o->clip, o->epochs, (long long)o->max_steps, o->batch_tokens,
              o->grad_accum, (unsigned long long)o->seed, extra ? extra : "");
+    if (o->bf16) { /* only then, so that the settings of f32 runs read as before */
+        size_t len = strlen(out);
+        snprintf(out + len, n - len, " bf16");
+    }
 }
 
 /* An epoch's plan: a seeded shuffle of the items, packed greedily in that order into micro-batches
@@ -171,6 +176,12 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
     if (have_ckpt && !o->resume)
         return rein_error(REIN_ERR_INVALID, "%s already holds a run (checkpoint.bin): pass --resume "
                           "to continue it, or choose another --out", o->out_dir);
+
+    if (o->bf16) {
+        rein_matmul_set_bf16(1);
+        if (!rein_matmul_bf16())
+            rein_log(REIN_LOG_WARN, "--bf16: this CPU has no AVX512_BF16 products; training in f32");
+    }
 
     /* the plan of every epoch, so that the schedule knows the total number of steps */
     epoch_plan *plans = rein_calloc((size_t)o->epochs, sizeof *plans);
@@ -359,5 +370,6 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
     rein_adamw_free(&opt);
     rein_params_free(&pl);
     rein_train_state_free(ts);
+    rein_matmul_set_bf16(0);
     return st;
 }

@@ -34,6 +34,7 @@ typedef struct rein_train_opts {
     int max_bad_steps;       /* consecutive non-finite steps tolerated before the run stops */
     int resume;
     int plain_log;           /* no progress bar even on a terminal */
+    int bf16;                /* BF16 matrix products (f32 weights and accumulation); see matmul.h */
     int quiet;
 } rein_train_opts;
 
