@@ -108,7 +108,8 @@ static double bf16_round(float v) {
  * the products of its operands rounded to bfloat16 (to nearest even) within f32 tolerance, and the
  * unrounded product within bfloat16's: |diff| <= 2^-7 sum_k |x_k w_k| (two roundings of 2^-9). */
 static void test_matmul_blocked(int bf16) {
-    static const int shapes[][3] = {{300, 600, 1000}, {17, 1025, 401}, {140, 513, 33}, {9, 2, 800}};
+    static const int shapes[][3] = {{300, 600, 1000}, {17, 1025, 401}, {140, 513, 33}, {9, 2, 800},
+                                    {20, 16500, 40}}; /* the last: a split reduction */
     rein_matmul_set_bf16(bf16);
     if (bf16 && !rein_matmul_bf16()) {
         printf("blocked matmul with BF16 products: not checked, this CPU has no AVX512_BF16\n");

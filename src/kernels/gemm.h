@@ -40,6 +40,14 @@ void rein_gemm_task_avx512(void *ctx, int t, int n_tasks);
  * rein_gemm_prepack packs it into buf (aligned to 64 bytes), in parallel, and points g at it. */
 int64_t rein_gemm_prepack_size(const rein_gemm *g);
 void rein_gemm_prepack(rein_gemm *g, uint32_t *buf);
+
+/* A long reduction into a small output (the output head's input gradient: 49152 into 256 x 576)
+ * runs as slices of the reduction, each a task computing every output into its own partial
+ * product, then a pass adding the partials in slice order (the result does not depend on the
+ * thread count). rein_gemm_split_slices gives the number of slices, 0 when the tiling is better;
+ * rein_gemm_run_split runs the product with partial holding slices x rows x cols floats. */
+int rein_gemm_split_slices(const rein_gemm *g);
+void rein_gemm_run_split(rein_gemm *g, float *partial, int n_slices);
 #endif
 
 /* 1 when the CPU can run BF16 products (AVX512_BF16), else 0. */

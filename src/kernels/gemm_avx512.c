@@ -115,25 +115,68 @@ AVX512 INLINE void micro_f32(const float *a, int64_t rs, int64_t ks, int rows, c
     }
 }
 
+/* Packing B's columns (NT: rows of W, streamed from memory once) asks for the same bytes of the
+ * columns two panels ahead, so that they are in cache when their turn comes. */
+#define PREFETCH_COLS (2 * PANEL)
+INLINE void prefetch_ahead(const float *p) {
+    _mm_prefetch((const char *)p, _MM_HINT_T0);
+    _mm_prefetch((const char *)(p + 16), _MM_HINT_T0);
+}
+
+/* Transpose 16 x 16: r[i][j] -> r[j][i] (as floats; 32-bit lanes of any kind). */
+AVX512 INLINE void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4g + c], 128-bit lane l: rows 4g..4g+3 of column 4l + c */
+    for (int g = 0; g < 4; g++) {
+        r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+        r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 v0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44);
+        __m512 v1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xee);
+        __m512 v2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
+        __m512 v3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xee);
+        t[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        t[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+        t[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        t[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
 /* Pack B[k0:k0+kc, c0:c0+cols] into pack (kc, 32), zero-padding the columns past `cols`. */
-static void pack_b_f32(float *pack, const rein_gemm *g, int k0, int kc, int c0, int cols) {
+AVX512 static void pack_b_f32(float *pack, const rein_gemm *g, int k0, int kc, int c0, int cols) {
+    __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
+    __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
     if (g->b_cs == 1) { /* B rows contiguous: copy row pieces */
         for (int k = 0; k < kc; k++) {
             const float *br = g->b + (int64_t)(k0 + k) * g->b_ks + c0;
-            float *pr = pack + k * PANEL;
-            memcpy(pr, br, sizeof(float) * (size_t)cols);
-            for (int c = cols; c < PANEL; c++) pr[c] = 0;
+            _mm512_store_ps(pack + k * PANEL, _mm512_maskz_loadu_ps(m0, br));
+            _mm512_store_ps(pack + k * PANEL + 16, _mm512_maskz_loadu_ps(m1, br + 16));
         }
-    } else { /* B columns contiguous (b_ks == 1): transpose */
-        for (int c = 0; c < PANEL; c++) {
-            if (c < cols) {
-                const float *bc = g->b + (int64_t)(c0 + c) * g->b_cs + k0;
-                for (int k = 0; k < kc; k++) pack[k * PANEL + c] = bc[k];
-            } else {
-                for (int k = 0; k < kc; k++) pack[k * PANEL + c] = 0;
-            }
-        }
+        return;
     }
+    /* B columns contiguous (b_ks == 1): 16 x 16 blocks of columns and steps, transposed */
+    for (int half = 0; half < 2; half++)
+        for (int k = 0; k < kc; k += 16) {
+            int nk = REIN_MIN(16, kc - k);
+            __mmask16 km = (__mmask16)(nk >= 16 ? 0xffff : (1u << nk) - 1);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) {
+                int c = 16 * half + i;
+                const float *src = g->b + (int64_t)(c0 + c) * g->b_cs + k0 + k;
+                r[i] = c < cols ? _mm512_maskz_loadu_ps(km, src) : _mm512_setzero_ps();
+                if (c0 + c + PREFETCH_COLS < g->cols) prefetch_ahead(src + PREFETCH_COLS * g->b_cs);
+            }
+            transpose16(r);
+            for (int j = 0; j < nk; j++) _mm512_store_ps(pack + (k + j) * PANEL + 16 * half, r[j]);
+        }
 }
 
 /* Pack A[i0:i0+mc, k0:k0+kc] of a TN product (a_rs == 1: a step of the reduction is a row of a)
@@ -189,13 +232,13 @@ AVX512 static void task_f32(const rein_gemm *g, int t) {
 
 /* A pair of bfloat16 values (lo, hi) is one 32-bit lane: the layout vdpbf16ps multiplies. */
 
-/* n (<= 32) floats from src as up to 16 pairs in out, zero-padded. */
-AVX512BF INLINE void pairs16(const float *src, int n, uint32_t out[16]) {
+/* n (<= 32) floats from src as up to 16 pairs, zero-padded. */
+AVX512BF INLINE __m512 pairs16(const float *src, int n) {
     __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
     __mmask16 m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
     __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + 16),
                                      _mm512_maskz_loadu_ps(m0, src));
-    _mm512_storeu_si512(out, (__m512i)v);
+    return (__m512)v;
 }
 
 /* Interleave x[0:16] and y[0:16] (bfloat16 of two consecutive reduction steps) into 16 pairs. */
@@ -222,20 +265,21 @@ AVX512BF static void pack_b_bf16(uint32_t *pack, const rein_gemm *g, int k0, int
             _mm512_store_si512(pack + q * PANEL, zip16(x0, y0));
             _mm512_store_si512(pack + q * PANEL + 16, zip16(x1, y1));
         }
-    } else { /* columns of B contiguous (b_ks == 1): pairs of a column, scattered by step */
-        uint32_t tmp[16];
-        for (int c = 0; c < PANEL; c++) {
-            if (c >= cols) {
-                for (int q = 0; q < kp; q++) pack[q * PANEL + c] = 0;
-                continue;
-            }
-            const float *bc = g->b + (int64_t)(c0 + c) * g->b_cs + k0;
+    } else { /* columns of B contiguous (b_ks == 1): 16 columns' pairs, transposed */
+        for (int half = 0; half < 2; half++)
             for (int q0 = 0; q0 < kp; q0 += 16) {
-                pairs16(bc + 2 * q0, REIN_MIN(32, kc - 2 * q0), tmp);
+                __m512 r[16];
+                for (int i = 0; i < 16; i++) {
+                    int c = 16 * half + i;
+                    const float *src = g->b + (int64_t)(c0 + c) * g->b_cs + k0 + 2 * q0;
+                    r[i] = c < cols ? pairs16(src, REIN_MIN(32, kc - 2 * q0)) : _mm512_setzero_ps();
+                    if (c0 + c + PREFETCH_COLS < g->cols) prefetch_ahead(src + PREFETCH_COLS * g->b_cs);
+                }
+                transpose16(r);
                 int nq = REIN_MIN(16, kp - q0);
-                for (int j = 0; j < nq; j++) pack[(q0 + j) * PANEL + c] = tmp[j];
+                for (int j = 0; j < nq; j++)
+                    _mm512_store_ps((float *)(pack + (q0 + j) * PANEL + 16 * half), r[j]);
             }
-        }
     }
 }
 
@@ -247,18 +291,24 @@ AVX512BF static void pack_a_bf16(uint32_t *pack, const rein_gemm *g, int i0, int
     for (int m = 0; m * MR < mc; m++) {
         int n = REIN_MIN(MR, mc - m * MR);
         uint32_t *dst = pack + (int64_t)m * kp * MR;
-        if (g->a_ks == 1) { /* rows contiguous along k: pairs of a row, scattered by step */
-            uint32_t tmp[16];
-            for (int r = 0; r < MR; r++) {
-                if (r >= n) {
-                    for (int q = 0; q < kp; q++) dst[q * MR + r] = 0;
-                    continue;
-                }
-                const float *src = g->a + (int64_t)(i0 + m * MR + r) * g->a_rs + k0;
-                for (int q0 = 0; q0 < kp; q0 += 16) {
-                    pairs16(src + 2 * q0, REIN_MIN(32, kc - 2 * q0), tmp);
-                    int nq = REIN_MIN(16, kp - q0);
-                    for (int j = 0; j < nq; j++) dst[(q0 + j) * MR + r] = tmp[j];
+        if (g->a_ks == 1) { /* rows contiguous along k: 16 rows' pairs (two micro-panels), transposed */
+            if (m & 1) continue; /* written with the micro-panel before */
+            int two = (m + 1) * MR < mc;
+            for (int q0 = 0; q0 < kp; q0 += 16) {
+                __m512 r[16];
+                for (int i = 0; i < 16; i++)
+                    r[i] = m * MR + i < mc ? pairs16(g->a + (int64_t)(i0 + m * MR + i) * g->a_rs +
+                                                         k0 + 2 * q0,
+                                                     REIN_MIN(32, kc - 2 * q0))
+                                           : _mm512_setzero_ps();
+                transpose16(r);
+                int nq = REIN_MIN(16, kp - q0);
+                for (int j = 0; j < nq; j++) {
+                    __m512i v = _mm512_castps_si512(r[j]);
+                    _mm256_store_si256((__m256i *)(dst + (q0 + j) * MR), _mm512_castsi512_si256(v));
+                    if (two)
+                        _mm256_store_si256((__m256i *)(dst + (int64_t)kp * MR + (q0 + j) * MR),
+                                           _mm512_extracti64x4_epi64(v, 1));
                 }
             }
         } else { /* a_rs == 1 (TN): a step of the reduction is a row of a; zip two of them */
@@ -355,6 +405,68 @@ void rein_gemm_task_avx512(void *ctx, int t, int n_tasks) {
         task_bf16(g, t);
     else
         task_f32(g, t);
+}
+
+/* ---- split reduction -------------------------------------------------------------------------- */
+
+typedef struct split_job {
+    const rein_gemm *g;
+    float *partial; /* (n_slices, rows, cols) */
+    int slice, n_slices, rows_per_task;
+} split_job;
+
+/* Slice s of the reduction, every row and column, into its own partial product. */
+static void slice_task(void *ctx, int s, int n_tasks) {
+    const split_job *j = ctx;
+    const rein_gemm *g = j->g;
+    int k0 = s * j->slice;
+    rein_gemm sub = *g;
+    sub.y = j->partial + (int64_t)s * g->rows * g->cols;
+    sub.ldy = g->cols;
+    sub.a = g->a + (int64_t)k0 * g->a_ks;
+    sub.b = g->b + (int64_t)k0 * g->b_ks;
+    sub.red = REIN_MIN(j->slice, g->red - k0);
+    sub.acc = 0;
+    sub.a_packed = NULL;
+    int n_groups = (sub.n_panels + NCP - 1) / NCP;
+    sub.panels_per_task = (sub.n_panels + n_groups - 1) / n_groups;
+    sub.row_chunk = (g->rows + MR - 1) / MR * MR;
+    sub.n_row_chunks = 1;
+    for (int t = 0; t * sub.panels_per_task < sub.n_panels; t++) rein_gemm_task_avx512(&sub, t, 1);
+}
+
+/* y rows (+)= the sum of the partial products, slice by slice in order. */
+AVX512 static void reduce_task(void *ctx, int t, int n_tasks) {
+    const split_job *j = ctx;
+    const rein_gemm *g = j->g;
+    int r1 = REIN_MIN(g->rows, (t + 1) * j->rows_per_task);
+    for (int r = t * j->rows_per_task; r < r1; r++) {
+        float *y = g->y + (int64_t)r * g->ldy;
+        for (int c = 0; c < g->cols; c += 16) {
+            __mmask16 m = (__mmask16)(g->cols - c >= 16 ? 0xffff : (1u << (g->cols - c)) - 1);
+            __m512 acc = g->acc ? _mm512_maskz_loadu_ps(m, y + c) : _mm512_setzero_ps();
+            for (int s = 0; s < j->n_slices; s++)
+                acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(
+                                             m, j->partial + ((int64_t)s * g->rows + r) * g->cols + c));
+            _mm512_mask_storeu_ps(y + c, m, acc);
+        }
+    }
+}
+
+int rein_gemm_split_slices(const rein_gemm *g) {
+    enum { SLICE = 4096 };
+    /* a long reduction into a small output (the output head's dX = dlogits W): tasks that split
+     * rows or columns would each read most of A or B again; slices read each once */
+    if (g->red < 4 * SLICE || (int64_t)g->red < 16 * (int64_t)REIN_MAX(g->rows, g->cols)) return 0;
+    return (g->red + SLICE - 1) / SLICE;
+}
+
+void rein_gemm_run_split(rein_gemm *g, float *partial, int n_slices) {
+    split_job j = {g, partial, (g->red + n_slices - 1) / n_slices, n_slices, 0};
+    g->n_panels = (g->cols + PANEL - 1) / PANEL;
+    rein_parallel_for(n_slices, slice_task, &j);
+    j.rows_per_task = REIN_MAX(1, (g->rows + 15) / 16);
+    rein_parallel_for((g->rows + j.rows_per_task - 1) / j.rows_per_task, reduce_task, &j);
 }
 #endif /* __x86_64__ */
 

@@ -239,6 +239,11 @@ static void gemm_run(rein_gemm *g) {
 #if defined(__x86_64__)
     if (use_avx512()) {
         g->bf16 = rein_matmul_bf16();
+        int slices = rein_gemm_split_slices(g);
+        if (slices && scratch_reserve(sizeof(float) * (size_t)slices * g->rows * g->cols)) {
+            rein_gemm_run_split(g, scratch, slices);
+            return;
+        }
         int n_tasks = rein_gemm_plan(g, nt);
         /* BF16 packs A as it reads it: once per group of panels unless packed for all first */
         int64_t words = rein_gemm_prepack_size(g);

@@ -95,20 +95,39 @@ void rein_adamw_step(rein_adamw *o, const rein_param_list *pl, const rein_adamw_
     rein_parallel_for(pl->n, adam_task, &j);
 }
 
-double rein_grad_norm(const rein_param_list *pl) {
+/* Sums of squares and scaling, a span a task; each span's sum is its own, added in span order,
+ * so the norm does not depend on the thread count. */
+typedef struct grad_job {
+    const rein_param_list *pl;
+    double *ss; /* (n spans) */
+    float s;
+} grad_job;
+
+static void sumsq_task(void *ctx, int t, int n_tasks) {
+    grad_job *j = ctx;
+    const float *g = j->pl->spans[t].g;
     double ss = 0;
-    for (int i = 0; i < pl->n; i++) {
-        const float *g = pl->spans[i].g;
-        for (int64_t k = 0; k < pl->spans[i].n; k++) ss += (double)g[k] * g[k];
-    }
+    for (int64_t k = 0; k < j->pl->spans[t].n; k++) ss += (double)g[k] * g[k];
+    j->ss[t] = ss;
+}
+
+static void scale_task(void *ctx, int t, int n_tasks) {
+    grad_job *j = ctx;
+    float *g = j->pl->spans[t].g;
+    for (int64_t k = 0; k < j->pl->spans[t].n; k++) g[k] *= j->s;
+}
+
+double rein_grad_norm(const rein_param_list *pl) {
+    double part[pl->n > 0 ? pl->n : 1], ss = 0;
+    grad_job j = {pl, part, 0};
+    rein_parallel_for(pl->n, sumsq_task, &j);
+    for (int i = 0; i < pl->n; i++) ss += part[i];
     return sqrt(ss);
 }
 
 void rein_grad_scale(const rein_param_list *pl, float s) {
-    for (int i = 0; i < pl->n; i++) {
-        float *g = pl->spans[i].g;
-        for (int64_t k = 0; k < pl->spans[i].n; k++) g[k] *= s;
-    }
+    grad_job j = {pl, NULL, s};
+    rein_parallel_for(pl->n, scale_task, &j);
 }
 
 int rein_grad_nonfinite(const rein_param_list *pl) {
