@@ -6,7 +6,8 @@
  * 1 to 37 activation rows, normalised by sum |x w|; the portable path bit for bit; each output row
  * the same bits whatever the other rows and the thread count (batched decoding depends on it);
  * the multi-weight call equal to separate calls; accumulation; and dequantization in registers
- * exact: x = the identity gives back rein_dequantize's values bit for bit.
+ * exact: x = the identity gives back rein_dequantize's values bit for bit. Q8_0 and Q4_1 pass the
+ * same checks again repacked by rein_qmatmul_pack (the layout their AVX-512 kernels read).
  */
 #include "testutil.h"
 
@@ -47,7 +48,8 @@ static uint8_t *make_weight(int type, int M, int K, rein_qweight *w) {
             CHECK_OK(rein_quantize(type, f + (int64_t)r * K, data + row_bytes * r, K));
         free(f);
     }
-    *w = (rein_qweight){type, data, (int64_t)row_bytes, M, K};
+    *w = (rein_qweight){.type = type, .data = data, .row_bytes = (int64_t)row_bytes, .rows = M,
+                        .cols = K};
     return data;
 }
 
@@ -68,9 +70,9 @@ static double norm_err(const float *a, const float *b, const float *x, const rei
     return worst;
 }
 
-static void check_type(int type, int M, int K) {
-    rein_qweight w;
-    uint8_t *data = make_weight(type, M, K, &w);
+/* Every check on one weight, as the file stores it or (packed) repacked by rein_qmatmul_pack. */
+static void check_weight(rein_qweight w, const uint8_t *data, int packed) {
+    const int type = w.type, M = w.rows, K = w.cols;
     const int NMAX = 37;
     float *x = malloc(sizeof(float) * (size_t)NMAX * K);
     float *ref = malloc(sizeof(float) * (size_t)NMAX * M), *got = malloc(sizeof(float) * (size_t)NMAX * M);
@@ -98,8 +100,9 @@ static void check_type(int type, int M, int K) {
         }
         rein_matmul_force_portable(0);
     }
-    printf("%-5s (%d, %d): avx512 vs reference worst normalised error %.3g; portable %s; rows "
-           "independent of the batch: %s\n", rein_type_name(type), M, K, worst_fast,
+    printf("%-5s (%d, %d)%s: avx512 vs reference worst normalised error %.3g; portable %s; rows "
+           "independent of the batch: %s\n", rein_type_name(type), M, K, packed ? " repacked" : "",
+           worst_fast,
            port_exact ? "bit-exact" : "DIFFERS", rows_same ? "yes" : "NO");
     CHECKF(worst_fast <= 1e-6, "%s: %.3g", rein_type_name(type), worst_fast);
     CHECK(port_exact);
@@ -133,9 +136,23 @@ static void check_type(int type, int M, int K) {
     }
     rein_matmul_force_portable(0);
     free(eye), free(deq), free(ye);
-    free(data), free(x), free(ref), free(got), free(one);
+    free(x), free(ref), free(got), free(one);
 }
 
+static void check_type(int type, int M, int K) {
+    rein_qweight w;
+    uint8_t *data = make_weight(type, M, K, &w);
+    check_weight(w, data, 0);
+    void *block;
+    CHECK_OK(rein_qmatmul_pack(&w, 1, &block));
+    if (w.packed) check_weight(w, data, 1);
+    CHECK(!w.packed == !(type == REIN_TYPE_Q8_0 || type == REIN_TYPE_Q4_1));
+    rein_qmatmul_pack_free(block);
+    free(data);
+}
+
+/* The multi-weight call equals separate calls, the weights as stored and then two of them
+ * repacked (a call may mix both). */
 static void check_multi(void) {
     rein_qweight w[3];
     uint8_t *d0 = make_weight(REIN_TYPE_Q4_1, 96, 128, &w[0]);
@@ -144,11 +161,18 @@ static void check_multi(void) {
     float x[5 * 128], y0[5 * 96], y1[5 * 32], y2[5 * 40], s0[5 * 96], s1[5 * 32], s2[5 * 40];
     for (int i = 0; i < 5 * 128; i++) x[i] = rein_rng_normal(&rng);
     float *ys[3] = {y0, y1, y2};
-    rein_qmatmul_nt_multi(ys, x, w, 3, 5, 0);
-    rein_qmatmul_nt(s0, x, &w[0], 5, 0);
-    rein_qmatmul_nt(s1, x, &w[1], 5, 0);
-    rein_qmatmul_nt(s2, x, &w[2], 5, 0);
-    CHECK(!memcmp(y0, s0, sizeof y0) && !memcmp(y1, s1, sizeof y1) && !memcmp(y2, s2, sizeof y2));
+    void *block = NULL;
+    for (int packed = 0; packed <= 1; packed++) {
+        if (packed) CHECK_OK(rein_qmatmul_pack(w, 3, &block));
+        rein_qmatmul_nt_multi(ys, x, w, 3, 5, 0);
+        rein_qmatmul_nt(s0, x, &w[0], 5, 0);
+        rein_qmatmul_nt(s1, x, &w[1], 5, 0);
+        rein_qmatmul_nt(s2, x, &w[2], 5, 0);
+        CHECK(!memcmp(y0, s0, sizeof y0) && !memcmp(y1, s1, sizeof y1) &&
+              !memcmp(y2, s2, sizeof y2));
+    }
+    CHECK(w[0].packed && w[1].packed && !w[2].packed);
+    rein_qmatmul_pack_free(block);
     free(d0), free(d1), free(d2);
 }
 

@@ -1,13 +1,15 @@
 /* qmatmul.c - decoding's matrix products: few activation rows times weights in their file types.
  *
  * The work is split over the rows of W (out): a task takes a run of rows of one weight of the
- * call and multiplies them, four at a time, by the activation rows, up to four at a time. The
- * reduction goes in chunks of 32 elements (one block of the 32-element formats, one sub-block of
- * the 256-element K formats): a chunk of each of the four weight rows is dequantized into two
- * registers, exactly as quant.c's scalar code computes it (same operations in the same order, no
- * contraction), and multiplied into one accumulator per (activation row, weight row). The
- * accumulator of an output only ever sees its own chunks in reduction order, then one horizontal
- * sum, so grouping rows differently (another N, another thread count) cannot change a bit.
+ * call. A weight with a repacked copy (rein_qmatmul_pack) goes to qpack.c's kernel, in whole
+ * groups of 16 rows; the others are multiplied here, four rows at a time, by the activation rows,
+ * up to four at a time, while the next four rows are prefetched. The reduction goes in chunks of
+ * 32 elements (one block of the 32-element formats, one sub-block of the 256-element K formats):
+ * a chunk of each of the four weight rows is dequantized into two registers, exactly as quant.c's
+ * scalar code computes it (same operations in the same order, no contraction), and multiplied into
+ * one accumulator per (activation row, weight row). The accumulator of an output only ever sees
+ * its own chunks in reduction order, then one horizontal sum, so grouping rows differently
+ * (another N, another thread count) cannot change a bit.
  *
  * F32, F16 and BF16 rows may end in a partial chunk; it is copied into a zero-padded chunk. The
  * block formats always fill their chunks (the loader checks that rows hold whole blocks).
@@ -15,6 +17,7 @@
 #include "kernels/qmatmul.h"
 #include "base/base.h"
 #include "kernels/matmul.h"
+#include "kernels/qpack.h"
 #include "kernels/quant.h"
 
 #include <string.h>
@@ -271,23 +274,24 @@ static void tail_chunk(int type, const uint8_t *row, int k0, int n, float *buf) 
 }
 
 /* out[i][q] = x row i . weight row q for nx (<= RN) activation rows and RW weight rows (rows
- * past the real ones point at a real row and are computed but not used). */
+ * past the real ones point at a real row and are computed but not used). `next`, unless NULL, is
+ * where the next tile's rows start: they are prefetched while this tile runs. */
 AVX512 INLINE void tile(int type, int nx, const float *x, int K, const uint8_t *const *wr,
-                        float out[RN][RW]) {
+                        const uint8_t *next, float out[RN][RW]) {
     __m512 acc[RN][RW];
 #pragma GCC unroll 4
     for (int i = 0; i < nx; i++)
 #pragma GCC unroll 4
         for (int q = 0; q < RW; q++) acc[i][q] = _mm512_setzero_ps();
     const int nc = K / CH;
-    const int64_t bytes = chunk_bytes(type); /* for the prefetch, 16 chunks ahead */
+    const int64_t bytes = chunk_bytes(type);
     for (int c = 0; c < nc; c++) {
         __m512 wl[RW], wh[RW];
+        if (next) /* the next tile's rows, as far through as this one is through its own */
+            for (int64_t o = 0; o < RW * bytes; o += 64)
+                _mm_prefetch((const char *)next + c * RW * bytes + o, _MM_HINT_T0);
 #pragma GCC unroll 4
-        for (int q = 0; q < RW; q++) {
-            _mm_prefetch((const char *)wr[q] + (int64_t)(c + 16) * bytes, _MM_HINT_T0);
-            deq(type, wr[q], c, &wl[q], &wh[q]);
-        }
+        for (int q = 0; q < RW; q++) deq(type, wr[q], c, &wl[q], &wh[q]);
 #pragma GCC unroll 4
         for (int i = 0; i < nx; i++) {
             const float *xi = x + (int64_t)i * K + c * CH;
@@ -331,11 +335,13 @@ AVX512 INLINE void rows_generic(int type, const qjob *j, const rein_qweight *w, 
         for (int i0 = 0; i0 < j->N; i0 += RN) {
             int nx = REIN_MIN(RN, j->N - i0);
             const float *x = j->x + (int64_t)i0 * K;
+            /* the first pass over these rows prefetches the next RW (within the weight) */
+            const uint8_t *nt = i0 == 0 && r + 2 * RW <= M ? base + (r + RW) * w->row_bytes : NULL;
             switch (nx) { /* constant row counts, so that the accumulators stay in registers */
-            case 1: tile(type, 1, x, K, wr, out); break;
-            case 2: tile(type, 2, x, K, wr, out); break;
-            case 3: tile(type, 3, x, K, wr, out); break;
-            default: tile(type, 4, x, K, wr, out); break;
+            case 1: tile(type, 1, x, K, wr, nt, out); break;
+            case 2: tile(type, 2, x, K, wr, nt, out); break;
+            case 3: tile(type, 3, x, K, wr, nt, out); break;
+            default: tile(type, 4, x, K, wr, nt, out); break;
             }
             for (int i = 0; i < nx; i++) {
                 float *yo = y + (int64_t)(i0 + i) * M + r;
@@ -381,6 +387,10 @@ static void qtask(void *ctx, int t, int n_tasks) {
     const rein_qweight *w = &j->w[i];
     int r0 = (t - j->first[i]) * j->per, r1 = REIN_MIN(w->rows, r0 + j->per);
 #if defined(__x86_64__)
+    if (j->fast && w->packed) {
+        qpack_rows(w, j->x, j->N, j->y[i], j->acc, r0 / QPACK_G, (r1 + QPACK_G - 1) / QPACK_G);
+        return;
+    }
     if (j->fast) {
         rows_avx512(j, w, j->y[i], r0, r1);
         return;
@@ -394,8 +404,9 @@ void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *
     REIN_ASSERT(n_w >= 1 && n_w <= MAX_W);
     if (N <= 0) return;
     qjob j = {.y = y, .x = x, .w = w, .n_w = n_w, .N = N, .acc = accumulate};
-    int64_t total = 0;
+    int64_t total = 0, align = RW;
     for (int i = 0; i < n_w; i++) {
+        if (w[i].packed) align = QPACK_G;
         REIN_ASSERT(rein_qmatmul_supports(w[i].type) && w[i].cols == w[0].cols);
         REIN_ASSERT(w[i].cols % rein_type_block_size(w[i].type) == 0);
         total += w[i].rows;
@@ -405,10 +416,11 @@ void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *
             memset(y[i], 0, sizeof(float) * (size_t)N * (size_t)w[i].rows);
         return;
     }
-    /* about four tasks a thread, in whole tiles of rows, at least 16 rows each */
+    /* about four tasks a thread, in whole tiles of rows (whole groups of a repacked weight), at
+     * least 16 rows each */
     int nt = rein_get_threads();
     int64_t per = (total + 4 * nt - 1) / (4 * nt);
-    per = REIN_MAX(16, (per + RW - 1) / RW * RW);
+    per = REIN_MAX(16, (per + align - 1) / align * align);
     j.per = (int)per;
     j.first[0] = 0;
     for (int i = 0; i < n_w; i++) j.first[i + 1] = j.first[i] + (int)((w[i].rows + per - 1) / per);

@@ -2,10 +2,12 @@
  * in its file's own element type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K).
  *
  * Decoding is bound by how many bytes of weights it reads per token, so these products read the
- * weights as GGUF stores them (memory-mapped, no copy) and dequantize each block in registers to
- * exactly the f32 values rein_dequantize gives (same operations, same rounding), then multiply in
- * f32. The activations are not quantized: the results are those of the f32 product up to the order
- * of summation, so a decoded token sees the logits the prefill would give it.
+ * weights in their file types: in place (memory-mapped, no copy), or for Q8_0 and Q4_1, which the
+ * AVX-512 kernels read fastest interleaved, from a copy repacked once at load time
+ * (rein_qmatmul_pack, qpack.c). Each block is dequantized in registers to exactly the f32 values
+ * rein_dequantize gives (same operations, same rounding), then multiplied in f32. The activations
+ * are not quantized: the results are those of the f32 product up to the order of summation, so a
+ * decoded token sees the logits the prefill would give it.
  *
  * Each output row depends on its input row only: the sum for (row i, weight row j) runs over the
  * reduction in one fixed order whatever N, the thread count or the other rows are. Batched
@@ -14,14 +16,17 @@
 #ifndef REIN_KERNELS_QMATMUL_H
 #define REIN_KERNELS_QMATMUL_H
 
+#include "rein.h"
+
 #include <stdint.h>
 
 /* A weight (rows, cols) = (out, in) in one element type, rows row_bytes apart. */
 typedef struct rein_qweight {
-    int type;          /* rein_type */
-    const void *data;  /* (rows, cols) */
-    int64_t row_bytes; /* cols / block_size * block_bytes for a packed tensor */
+    int type;           /* rein_type */
+    const void *data;   /* (rows, cols) */
+    int64_t row_bytes;  /* cols / block_size * block_bytes for a packed tensor */
     int rows, cols;
+    const void *packed; /* the same values repacked by rein_qmatmul_pack, or NULL */
 } rein_qweight;
 
 /* Whether the kernels read this element type (cols must be a multiple of its block size). */
@@ -34,6 +39,14 @@ void rein_qmatmul_nt(float *y, const float *x, const rein_qweight *w, int N, int
  * y[i] (N, w[i].rows) = x (N, cols) @ w[i]^T (+= when accumulate). Every w[i] has the same cols. */
 void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *w, int n_w, int N,
                            int accumulate);
+
+/* Repack the weights w[0..n) whose type has a repacked layout (Q8_0, Q4_1: see qpack.c) into
+ * one new block, threaded, and point their `packed` at it; the others are left as they are. The
+ * block (huge pages where the system gives them) is the caller's, freed with
+ * rein_qmatmul_pack_free; *block is NULL when no weight was repacked. w[i].data must stay valid:
+ * the portable kernels read it. */
+rein_status rein_qmatmul_pack(rein_qweight *w, int n, void **block);
+void rein_qmatmul_pack_free(void *block);
 
 /* The plain reference: each weight row dequantized with rein_dequantize, then a sequential dot
  * product (for tests). */

@@ -38,8 +38,10 @@ static void linear_decode(rein_model *m, int l, int first, int count, float *con
         if (!ll) continue;
         const int r = m->lora->p.rank, in = w[i].cols, out = w[i].rows;
         float *t = m->ws.lora_tmp;
-        rein_qweight A = {REIN_TYPE_F32, ll->A, (int64_t)in * 4, r, in};
-        rein_qweight B = {REIN_TYPE_F32, ll->B, (int64_t)r * 4, out, r};
+        rein_qweight A = {.type = REIN_TYPE_F32, .data = ll->A, .row_bytes = (int64_t)in * 4,
+                          .rows = r, .cols = in};
+        rein_qweight B = {.type = REIN_TYPE_F32, .data = ll->B, .row_bytes = (int64_t)r * 4,
+                          .rows = out, .cols = r};
         rein_qmatmul_nt(t, x, &A, n, 0);
         for (int64_t k = 0; k < (int64_t)n * r; k++) t[k] *= m->lora->scale;
         rein_qmatmul_nt(y[i], t, &B, n, 1);

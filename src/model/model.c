@@ -212,7 +212,7 @@ static rein_status load_weights(rein_model *m) {
 }
 
 /* The decode view: every linear weight and the output head as the file stores them, where the
- * decode kernels read that type (else the arena, as F32). */
+ * decode kernels read that type (else the arena, as F32), the Q8_0 and Q4_1 ones repacked. */
 static rein_status decode_view_init(rein_model *m) {
     static const char *const names[REIN_LIN_COUNT] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                                       "ffn_gate", "ffn_up", "ffn_down"};
@@ -235,11 +235,15 @@ static rein_status decode_view_init(rein_model *m) {
         const rein_gguf_tensor *t = rein_gguf_find_tensor(m->gguf, nm);
         REIN_ASSERT(t && t->n_elements == (int64_t)rows * cols); /* checked by load_weights */
         if (rein_qmatmul_supports(t->type) && cols % rein_type_block_size(t->type) == 0)
-            m->dview[i] = (rein_qweight){t->type, t->data, (int64_t)(t->n_bytes / (size_t)rows),
-                                         rows, cols};
+            m->dview[i] = (rein_qweight){.type = t->type, .data = t->data,
+                                         .row_bytes = (int64_t)(t->n_bytes / (size_t)rows),
+                                         .rows = rows, .cols = cols};
         else
-            m->dview[i] = (rein_qweight){REIN_TYPE_F32, arena, (int64_t)cols * 4, rows, cols};
+            m->dview[i] = (rein_qweight){.type = REIN_TYPE_F32, .data = arena,
+                                         .row_bytes = (int64_t)cols * 4, .rows = rows,
+                                         .cols = cols};
     }
+    REIN_TRY(rein_qmatmul_pack(m->dview, n, &m->dpack));
     m->dview_valid = 1;
     return REIN_OK;
 }
@@ -256,7 +260,8 @@ rein_qweight rein_model_decode_weight(const rein_model *m, int l, int which) {
     const float *w;
     if (which == REIN_LIN_COUNT) w = m->output, rows = c->n_vocab, cols = c->dim;
     else w = rein_model_linear_weight(m, l, which, &rows, &cols);
-    return (rein_qweight){REIN_TYPE_F32, w, (int64_t)cols * 4, rows, cols};
+    return (rein_qweight){.type = REIN_TYPE_F32, .data = w, .row_bytes = (int64_t)cols * 4,
+                          .rows = rows, .cols = cols};
 }
 
 rein_status rein_model_load(const char *path, rein_model **out) {
@@ -317,6 +322,7 @@ void rein_model_free(rein_model *m) {
     rein_free_aligned(m->arena);
     rein_free(m->layers);
     rein_free(m->dview);
+    rein_qmatmul_pack_free(m->dpack);
     rein_gguf_free(m->gguf);
     rein_free(m);
 }

@@ -85,11 +85,13 @@ struct rein_model {
     rein_layer *layers;           /* (n_layers) */
     rein_lora *lora;              /* attached adapters, or NULL */
     rein_workspace ws;
-    /* The decode view: each linear weight as the file stores it (pointers into the mapping, no
-     * copy), (n_layers * REIN_LIN_COUNT) in layer order, then the output head. The values are
+    /* The decode view: each linear weight as the file stores it (pointers into the mapping, and
+     * for Q8_0 and Q4_1 a copy repacked for the AVX-512 kernels in dpack), (n_layers *
+     * REIN_LIN_COUNT) in layer order, then the output head. The values are
      * those of the arena, so the decode path reads whichever is fewer bytes; once the arena's
      * weights change (rein_model_weights_changed) it reads the arena. */
     rein_qweight *dview;
+    void *dpack; /* the repacked copies of the decode view's Q8_0 and Q4_1 weights (qpack.c) */
     int dview_valid;
 };
 

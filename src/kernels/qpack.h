@@ -1,0 +1,32 @@
+/* qpack.h - decode weights repacked at load time for the AVX-512 kernels (internal to kernels/).
+ *
+ * rein_qmatmul_pack (qmatmul.h) copies Q8_0 and Q4_1 weights into this layout; rein_qmatmul_nt
+ * reads it through qpack_rows when a weight carries a packed copy and the AVX-512 kernels run.
+ */
+#ifndef REIN_KERNELS_QPACK_H
+#define REIN_KERNELS_QPACK_H
+
+#include "kernels/qmatmul.h"
+
+#include <stddef.h>
+
+#define QPACK_G 16     /* weight rows per group: one vector lane each */
+#define QPACK_SPAN 256 /* most elements of one span of the reduction */
+
+/* The length of the spans of a reduction of K elements that the decode kernels sum from zero
+ * before adding them to the output: K in even spans of at most QPACK_SPAN elements, the spans of
+ * the prefill GEMM (gemm_avx512.c), so that decoding and prefill round alike. */
+int qpack_span(int K);
+
+/* Bytes of the packed copy of w, or 0 when its type has no packed layout. */
+size_t qpack_size(const rein_qweight *w);
+
+/* Write w's packed copy into dst (qpack_size bytes, 64-byte aligned). */
+void qpack_write(const rein_qweight *w, void *dst);
+
+/* y (N, w->rows) (+)= x (N, w->cols) @ W^T for the weight rows of groups [g0, g1), reading
+ * w->packed (AVX-512 only). */
+void qpack_rows(const rein_qweight *w, const float *x, int N, float *y, int accumulate, int g0,
+                int g1);
+
+#endif
