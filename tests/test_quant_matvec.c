@@ -4,7 +4,8 @@
  * For F32, F16, BF16, Q8_0, Q4_0, Q4_1 (quantized from random floats) and Q4_K, Q6_K (random
  * blocks with sane scales): the AVX-512 and the portable paths against rein_qmatmul_nt_ref for
  * 1 to 37 activation rows, normalised by sum |x w|; the portable path bit for bit; each output row
- * the same bits whatever the other rows and the thread count (batched decoding depends on it);
+ * the same bits whatever the other rows and the thread count (batched decoding depends on it; F32
+ * is computed one way below batch 8 and another from 8 on);
  * the multi-weight call equal to separate calls; accumulation; and dequantization in registers
  * exact: x = the identity gives back rein_dequantize's values bit for bit. Q8_0 and Q4_1 pass the
  * same checks again repacked by rein_qmatmul_pack (the layout their AVX-512 kernels read).
@@ -181,6 +182,7 @@ int main(void) {
     printf("kernel: %s\n", rein_matmul_kernel_name());
     check_type(REIN_TYPE_F32, 67, 77); /* a partial last chunk */
     check_type(REIN_TYPE_F32, 64, 576);
+    check_type(REIN_TYPE_F32, 40, 1100); /* spans of 220, x transposed in two pieces at batch 8+ */
     check_type(REIN_TYPE_F16, 33, 50);
     check_type(REIN_TYPE_BF16, 45, 96);
     check_type(REIN_TYPE_Q8_0, 70, 576);

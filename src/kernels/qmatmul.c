@@ -2,17 +2,20 @@
  *
  * The work is split over the rows of W (out): a task takes a run of rows of one weight of the
  * call. A weight with a repacked copy (rein_qmatmul_pack) goes to qpack.c's kernel, in whole
- * groups of 16 rows; the others are multiplied here, four rows at a time, by the activation rows,
- * up to four at a time, while the next four rows are prefetched. The reduction goes in chunks of
- * 32 elements (one block of the 32-element formats, one sub-block of the 256-element K formats):
- * a chunk of each of the four weight rows is dequantized into two registers, exactly as quant.c's
- * scalar code computes it (same operations in the same order, no contraction), and multiplied into
- * one accumulator per (activation row, weight row). The accumulator of an output only ever sees
- * its own chunks in reduction order, then one horizontal sum, so grouping rows differently
- * (another N, another thread count) cannot change a bit.
+ * groups of 16 rows. F32 weights have kernels of their own below: nothing to dequantize, so they
+ * are vectorized over weight rows (16 x 16 blocks transposed in registers) below batch 8 and over
+ * activation rows from 8 on, each output one FMA chain per span of the reduction like qpack.c.
+ * The other types are multiplied four rows at a time by the activation rows, up to four at a
+ * time, while the next four rows are prefetched. The reduction goes in chunks of 32 elements (one
+ * block of the 32-element formats, one sub-block of the 256-element K formats): a chunk of each of
+ * the four weight rows is dequantized into two registers, exactly as quant.c's scalar code
+ * computes it (same operations in the same order, no contraction), and multiplied into one
+ * accumulator per (activation row, weight row). The accumulator of an output only ever sees its
+ * own chunks in reduction order, then one horizontal sum, so grouping rows differently (another
+ * N, another thread count) cannot change a bit.
  *
- * F32, F16 and BF16 rows may end in a partial chunk; it is copied into a zero-padded chunk. The
- * block formats always fill their chunks (the loader checks that rows hold whole blocks).
+ * F16 and BF16 rows may end in a partial chunk; it is copied into a zero-padded chunk. The block
+ * formats always fill their chunks (the loader checks that rows hold whole blocks).
  */
 #include "kernels/qmatmul.h"
 #include "base/base.h"
@@ -351,12 +354,186 @@ AVX512 INLINE void rows_generic(int type, const qjob *j, const rein_qweight *w, 
     }
 }
 
+/* r[c] = column c of the 16 x 16 block whose rows were r[0..15]. */
+AVX512 INLINE void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16], v[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) { /* u[4i + c]: column c of each 128-bit lane, rows 4i..4i+3 */
+        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) { /* v[2c], v[2c + 1]: columns c, c + 8 and c + 4, c + 12 */
+        v[2 * c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+        v[2 * c + 1] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+        v[8 + 2 * c] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+        v[8 + 2 * c + 1] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm512_shuffle_f32x4(v[2 * c], v[8 + 2 * c], 0x88);
+        r[c + 8] = _mm512_shuffle_f32x4(v[2 * c], v[8 + 2 * c], 0xdd);
+        r[c + 4] = _mm512_shuffle_f32x4(v[2 * c + 1], v[8 + 2 * c + 1], 0x88);
+        r[c + 12] = _mm512_shuffle_f32x4(v[2 * c + 1], v[8 + 2 * c + 1], 0xdd);
+    }
+}
+
+/* xt (kc, 16) = columns [k0, k0 + kc) of the n (<= 16) rows of x, K apart; lanes past n zero. */
+AVX512 static void x_columns(float *xt, const float *x, int K, int n, int k0, int kc) {
+    for (int k = 0; k < kc; k += 16) {
+        const int nk = REIN_MIN(16, kc - k);
+        const __mmask16 mk = (__mmask16)((1u << nk) - 1);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+            r[i] = _mm512_maskz_loadu_ps(i < n ? mk : 0, x + (int64_t)(i < n ? i : 0) * K + k0 + k);
+        transpose16(r);
+        for (int q = 0; q < nk; q++) _mm512_store_ps(xt + 16 * (k + q), r[q]);
+    }
+}
+
+/* F32 weights at batch < 8: y rows [r, r + nr) (nr <= 16) for NX activation rows, vectorized over
+ * the 16 weight rows: each 16 x 16 block of weights is transposed in registers, then element k of
+ * the 16 rows is one vector, multiplied into one sum per activation row. The same chains as
+ * f32_by_x below, so either gives every output the same bits. */
+AVX512 INLINE void f32_by_rows(int NX, const float *x, int K, int span, const float *w0, int64_t ws,
+                               int nr, const float *next, float *y, int M, int from_y) {
+    const __mmask16 rows = (__mmask16)((1u << nr) - 1);
+    __m512 tot[4], sum[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < NX; i++)
+        tot[i] = from_y ? _mm512_maskz_loadu_ps(rows, y + (int64_t)i * M) : _mm512_setzero_ps();
+    for (int s0 = 0; s0 < K; s0 += span) {
+        const int s1 = REIN_MIN(K, s0 + span);
+#pragma GCC unroll 4
+        for (int i = 0; i < NX; i++) sum[i] = _mm512_setzero_ps();
+        for (int k = s0; k < s1; k += 16) {
+            const int nk = REIN_MIN(16, s1 - k);
+            const __mmask16 mk = (__mmask16)((1u << nk) - 1);
+            __m512 b[16];
+#pragma GCC unroll 16
+            for (int q = 0; q < 16; q++) {
+                const int64_t row = (q < nr ? q : 0) * ws;
+                if (next) _mm_prefetch((const char *)(next + q * ws + k), _MM_HINT_T0);
+                b[q] = _mm512_maskz_loadu_ps(mk, w0 + row + k);
+            }
+            transpose16(b);
+            const float *xk = x + k;
+#define FMA_COLUMN(c)                                                                          \
+    _Pragma("GCC unroll 4") for (int i = 0; i < NX; i++)                                       \
+        sum[i] = _mm512_fmadd_ps(_mm512_set1_ps(xk[(int64_t)i * K + (c)]), b[c], sum[i])
+            if (nk == 16) {
+#pragma GCC unroll 16
+                for (int c = 0; c < 16; c++) FMA_COLUMN(c);
+            } else {
+                for (int c = 0; c < nk; c++) FMA_COLUMN(c);
+            }
+#undef FMA_COLUMN
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < NX; i++) tot[i] = _mm512_add_ps(tot[i], sum[i]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NX; i++) _mm512_mask_storeu_ps(y + (int64_t)i * M, rows, tot[i]);
+}
+
+/* F32 weights, vectorized over activation rows (16 lanes: up to 16 rows of x) rather than the
+ * reduction: each weight element is the broadcast operand of one FMA, so nothing is transposed or
+ * reduced, and batched decoding fills every lane. Each output is one FMA chain per span of the
+ * reduction (qpack_span), summed from zero and added to y span by span: the order of the packed
+ * kernels and of the prefill GEMM. A task transposes up to XV_K columns of its x rows at a time
+ * and walks its weight rows eight at a time, prefetching the next eight. */
+AVX512 static void f32_by_x(const qjob *j, const rein_qweight *w, float *y, int r0, int r1) {
+    enum { RX = 8, XV_K = 1024 };
+    float xt[16 * XV_K] __attribute__((aligned(64))); /* 64 KiB */
+    const int K = w->cols, M = w->rows, span = qpack_span(K), chunk = XV_K / span * span;
+    const int64_t ws = w->row_bytes / 4;
+    float buf[RX][16] __attribute__((aligned(64)));
+    for (int i0 = 0; i0 < j->N; i0 += 16) {
+        const int n = REIN_MIN(16, j->N - i0);
+        const float *x = j->x + (int64_t)i0 * K;
+        float *yi = y + (int64_t)i0 * M;
+        for (int k0 = 0; k0 < K; k0 += chunk) {
+            const int kc = REIN_MIN(chunk, K - k0), from_y = k0 > 0 || j->acc;
+            if (n > 1) x_columns(xt, x, K, n, k0, kc);
+            for (int r = r0; r < r1; r += RX) {
+                const int nr = REIN_MIN(RX, r1 - r);
+                const float *wq[RX];
+                for (int q = 0; q < RX; q++)
+                    wq[q] = (const float *)w->data + (r + (q < nr ? q : 0)) * ws + k0;
+                const float *next = r + 2 * RX <= r1 ? wq[0] + RX * ws : NULL;
+                __m512 tot[RX];
+                for (int q = 0; q < RX; q++) {
+                    for (int i = 0; i < 16; i++)
+                        buf[q][i] = from_y && i < n && q < nr ? yi[(int64_t)i * M + r + q] : 0.0f;
+                    tot[q] = _mm512_load_ps(buf[q]);
+                }
+                for (int s0 = 0; s0 < kc; s0 += span) {
+                    const int s1 = REIN_MIN(kc, s0 + span);
+                    __m512 acc[RX];
+#pragma GCC unroll 8
+                    for (int q = 0; q < RX; q++) acc[q] = _mm512_setzero_ps();
+                    for (int k = s0; k < s1; k++) {
+                        if (next && !(k & 15))
+#pragma GCC unroll 8
+                            for (int q = 0; q < RX; q++)
+                                _mm_prefetch((const char *)(next + q * ws + k), _MM_HINT_T0);
+                        const __m512 xv =
+                            n > 1 ? _mm512_load_ps(xt + 16 * k) : _mm512_set1_ps(x[k0 + k]);
+#pragma GCC unroll 8
+                        for (int q = 0; q < RX; q++)
+                            acc[q] = _mm512_fmadd_ps(_mm512_set1_ps(wq[q][k]), xv, acc[q]);
+                    }
+#pragma GCC unroll 8
+                    for (int q = 0; q < RX; q++) tot[q] = _mm512_add_ps(tot[q], acc[q]);
+                }
+#pragma GCC unroll 8
+                for (int q = 0; q < RX; q++) _mm512_store_ps(buf[q], tot[q]);
+                for (int i = 0; i < n; i++)
+                    for (int q = 0; q < nr; q++) yi[(int64_t)i * M + r + q] = buf[q][i];
+            }
+        }
+    }
+}
+
+/* F32: by activation rows from batch 8 on, else by weight rows, 16 at a time. */
+AVX512 static void rows_f32(const qjob *j, const rein_qweight *w, float *y, int r0, int r1) {
+    if (j->N >= 8) {
+        f32_by_x(j, w, y, r0, r1);
+        return;
+    }
+    const int K = w->cols, M = w->rows, span = qpack_span(K);
+    const int64_t ws = w->row_bytes / 4;
+    for (int i0 = 0; i0 < j->N;) {
+        const int nx = j->N - i0 >= 4 ? 4 : j->N - i0 >= 2 ? 2 : 1;
+        const float *x = j->x + (int64_t)i0 * K;
+        for (int r = r0; r < r1; r += 16) {
+            const int nr = REIN_MIN(16, r1 - r);
+            const float *w0 = (const float *)w->data + r * ws;
+            const float *next = r + 32 <= r1 ? w0 + 16 * ws : NULL;
+            float *yo = y + (int64_t)i0 * M + r;
+            switch (nx) { /* constant row counts, so that the sums stay in registers */
+            case 4: f32_by_rows(4, x, K, span, w0, ws, nr, next, yo, M, j->acc); break;
+            case 2: f32_by_rows(2, x, K, span, w0, ws, nr, next, yo, M, j->acc); break;
+            default: f32_by_rows(1, x, K, span, w0, ws, nr, next, yo, M, j->acc); break;
+            }
+        }
+        i0 += nx;
+    }
+}
+
 #define ROWS_FN(T, name)                                                                       \
     AVX512 static void rows_##name(const qjob *j, const rein_qweight *w, float *y, int r0,     \
                                    int r1) {                                                   \
         rows_generic(T, j, w, y, r0, r1);                                                      \
     }
-ROWS_FN(REIN_TYPE_F32, f32)
 ROWS_FN(REIN_TYPE_F16, f16)
 ROWS_FN(REIN_TYPE_BF16, bf16)
 ROWS_FN(REIN_TYPE_Q8_0, q8_0)
