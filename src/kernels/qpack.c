@@ -20,7 +20,7 @@
  * the prefill GEMM, which reads the same values dequantized, so both paths round alike. That chain
  * is the same whatever N, the tile, the thread or the task, so each output row has the same bits
  * as it would alone. At batch 1 a tile runs four groups side by side (four independent chains)
- * and prefetches each group's stream a few blocks ahead; at batch 16 one dequantized vector feeds
+ * and prefetches each group's stream 2.5 KB ahead; at batch 16 one dequantized vector feeds
  * 16 activation rows, so each weight element is dequantized once per call.
  */
 #include "kernels/qpack.h"
@@ -35,7 +35,7 @@
 #endif
 
 #define BLK 32
-#define PF_BLOCKS 2 /* software prefetch distance, in blocks of each group's stream */
+#define PF_BYTES 2560 /* software prefetch distance in each group's stream */
 
 static int64_t packed_block_bytes(int type) {
     switch (type) {
@@ -181,7 +181,7 @@ AVX512 INLINE void tile(int type, const uint8_t *pk, int64_t gs, int nb, int spa
             const uint8_t *b = pk + p * gs + c * bb;
 #pragma GCC unroll 16
             for (int64_t o = 0; o < bb; o += 64)
-                _mm_prefetch((const char *)b + PF_BLOCKS * bb + o, _MM_HINT_T0);
+                _mm_prefetch((const char *)b + PF_BYTES + o, _MM_HINT_T0);
             d[p] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
             if (type == REIN_TYPE_Q4_1)
                 m[p] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 2 * QPACK_G)));
