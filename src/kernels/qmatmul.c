@@ -74,9 +74,12 @@ typedef struct qjob {
     float *const *y;
     const float *x;
     const rein_qweight *w;
-    int n_w, N, acc, per;
+    int n_w, N, acc;
+    int64_t per;
     int fast;             /* AVX-512 path */
-    int first[MAX_W + 1]; /* first task of each weight; first[n_w] = number of tasks */
+    /* The weights' rows end to end, each weight's padded to whole tiles (`align` rows): weight i
+     * holds [start[i], start[i + 1]), and task t the rows [t * per, (t + 1) * per) of that. */
+    int64_t start[MAX_W + 1];
 } qjob;
 
 /* Portable: each weight row dequantized piece by piece (whole blocks), then a sequential dot
@@ -557,12 +560,9 @@ static void rows_avx512(const qjob *j, const rein_qweight *w, float *y, int r0, 
 }
 #endif /* __x86_64__ */
 
-static void qtask(void *ctx, int t, int n_tasks) {
-    const qjob *j = ctx;
-    int i = 0;
-    while (t >= j->first[i + 1]) i++;
+/* The rows of one weight, [r0, r1), against every activation row. */
+static void weight_rows(const qjob *j, int i, int r0, int r1) {
     const rein_qweight *w = &j->w[i];
-    int r0 = (t - j->first[i]) * j->per, r1 = REIN_MIN(w->rows, r0 + j->per);
 #if defined(__x86_64__)
     if (j->fast && w->packed) {
         qpack_rows(w, j->x, j->N, j->y[i], j->acc, r0 / QPACK_G, (r1 + QPACK_G - 1) / QPACK_G);
@@ -576,34 +576,47 @@ static void qtask(void *ctx, int t, int n_tasks) {
     rows_portable(j, w, j->y[i], r0, r1);
 }
 
+static void qtask(void *ctx, int t, int n_tasks) {
+    const qjob *j = ctx;
+    const int64_t b = (int64_t)t * j->per, e = b + j->per;
+    for (int i = 0; i < j->n_w; i++) {
+        int64_t r0 = REIN_MAX(b, j->start[i]) - j->start[i];
+        int64_t r1 = REIN_MIN(e, j->start[i + 1]) - j->start[i];
+        r1 = REIN_MIN(r1, j->w[i].rows);
+        if (r0 < r1) weight_rows(j, i, (int)r0, (int)r1);
+    }
+}
+
 void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *w, int n_w, int N,
                            int accumulate) {
     REIN_ASSERT(n_w >= 1 && n_w <= MAX_W);
     if (N <= 0) return;
     qjob j = {.y = y, .x = x, .w = w, .n_w = n_w, .N = N, .acc = accumulate};
-    int64_t total = 0, align = RW;
+    int64_t align = RW;
     for (int i = 0; i < n_w; i++) {
         if (w[i].packed) align = QPACK_G;
         REIN_ASSERT(rein_qmatmul_supports(w[i].type) && w[i].cols == w[0].cols);
         REIN_ASSERT(w[i].cols % rein_type_block_size(w[i].type) == 0);
-        total += w[i].rows;
     }
+    j.start[0] = 0;
+    for (int i = 0; i < n_w; i++)
+        j.start[i + 1] = j.start[i] + (w[i].rows + align - 1) / align * align;
     if (w[0].cols == 0) { /* an empty reduction */
         for (int i = 0; i < n_w && !accumulate; i++)
             memset(y[i], 0, sizeof(float) * (size_t)N * (size_t)w[i].rows);
         return;
     }
-    /* two tasks a thread, in whole tiles of rows (whole groups of a repacked weight), at least 16
-     * rows each: a task's first bytes come before its prefetching does, so fewer tasks stream
-     * better (measured against four and eight), and a second one each still evens out the end */
-    int nt = rein_get_threads();
+    /* two tasks a thread over all the weights' rows, in whole tiles (whole groups of a repacked
+     * weight), at least 16 rows each: a task's first bytes come before its prefetching does, so
+     * fewer tasks stream better (measured against four and eight), and a second one each still
+     * evens out the end */
+    const int64_t total = j.start[n_w];
+    const int nt = rein_get_threads();
     int64_t per = (total + 2 * nt - 1) / (2 * nt);
     per = REIN_MAX(16, (per + align - 1) / align * align);
-    j.per = (int)per;
-    j.first[0] = 0;
-    for (int i = 0; i < n_w; i++) j.first[i + 1] = j.first[i] + (int)((w[i].rows + per - 1) / per);
+    j.per = per;
     j.fast = rein_kernels_use_avx512();
-    rein_parallel_for(j.first[n_w], qtask, &j);
+    rein_parallel_for((int)((total + per - 1) / per), qtask, &j);
 }
 
 void rein_qmatmul_nt(float *y, const float *x, const rein_qweight *w, int N, int accumulate) {

@@ -238,7 +238,8 @@ AVX512 INLINE void tile(int type, const uint8_t *pk, int64_t gs, int nb, int spa
 }
 
 /* Groups [g0, g1) against activation rows [0, N): tiles of 16, 8, 4, 2 or 1 rows by as many
- * groups side by side as the registers allow (at batch 1 four, a task's last ones two or one). */
+ * groups side by side as the registers allow (at batch 1 and 2 four, a task's last ones three or
+ * two, as even as they go: a group alone is one chain, bound by the FMA's latency). */
 AVX512 INLINE void rows_of(int type, const rein_qweight *w, const float *x, int N, float *y,
                            int accumulate, int g0, int g1) {
     const int K = w->cols, M = w->rows, nb = K / BLK, span = span_blocks(nb);
@@ -250,7 +251,9 @@ AVX512 INLINE void rows_of(int type, const rein_qweight *w, const float *x, int 
         const float *xi = x + (int64_t)i0 * K;
         float *yi = y + (int64_t)i0 * M;
         for (int g = g0; g < g1;) {
-            const int np = g1 - g >= most ? most : nx == 1 && g1 - g >= 2 ? 2 : 1;
+            const int rest = g1 - g;
+            int np = rest >= most ? most : 1;
+            if (most == 4) np = rest == 5 || rest == 6 ? 3 : REIN_MIN(4, rest);
             const uint8_t *pk = (const uint8_t *)w->packed + g * gs;
             const int r0 = g * QPACK_G;
 #define TILE(NX, NP) tile(type, pk, gs, nb, span, xi, K, NX, NP, yi, M, r0, accumulate)
@@ -261,8 +264,11 @@ AVX512 INLINE void rows_of(int type, const rein_qweight *w, const float *x, int 
             case 4 * 16 + 2: TILE(4, 2); break;
             case 4 * 16 + 1: TILE(4, 1); break;
             case 2 * 16 + 4: TILE(2, 4); break;
+            case 2 * 16 + 3: TILE(2, 3); break;
+            case 2 * 16 + 2: TILE(2, 2); break;
             case 2 * 16 + 1: TILE(2, 1); break;
             case 1 * 16 + 4: TILE(1, 4); break;
+            case 1 * 16 + 3: TILE(1, 3); break;
             case 1 * 16 + 2: TILE(1, 2); break;
             default: TILE(1, 1); break;
             }
