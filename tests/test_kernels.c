@@ -5,6 +5,7 @@
  * the blocked product in f32 and with BF16 products; the others against direct formulas.
  */
 #include "base/base.h"
+#include "kernels/adamw.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/quant.h"
@@ -174,6 +175,35 @@ static void test_matmul_blocked(int bf16) {
     rein_matmul_set_bf16(0);
 }
 
+/* The AdamW update: the vector path gives the plain loop's bits, and the plain loop follows the
+ * formula (in double) to float rounding. */
+static void test_adamw(void) {
+    enum { N = 1000 }; /* not a multiple of 16 */
+    float *g = test_randn(&rng, N, 1), *w0 = test_randn(&rng, N, 1), *m0 = test_randn(&rng, N, 0.1f);
+    float w[2][N], m[2][N], v[2][N];
+    for (int i = 0; i < N; i++) {
+        for (int p = 0; p < 2; p++) {
+            w[p][i] = w0[i];
+            m[p][i] = m0[i];
+            v[p][i] = 0.01f * (float)(i % 7);
+        }
+    }
+    rein_adamw_coef c = {0.1f, 0.999f, 0.001f, 0.3f, 1e-8f, 0.003f, 0.9999f};
+    rein_adamw_update(w[0], g, m[0], v[0], N, &c);
+    rein_adamw_update_ref(w[1], g, m[1], v[1], N, &c);
+    CHECK(!memcmp(w[0], w[1], sizeof w[0]) && !memcmp(m[0], m[1], sizeof m[0]) &&
+          !memcmp(v[0], v[1], sizeof v[0]));
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double mm = m0[i] + ((double)g[i] - m0[i]) * c.c1;
+        double vv = 0.01 * (i % 7) * c.b2 + (double)g[i] * g[i] * c.c2;
+        double ww = (double)w0[i] * c.decay - c.step * mm / (sqrt(vv) / c.bc2_sqrt + c.eps);
+        worst = fmax(worst, fabs(ww - w[1][i]) / (fabs(ww) + 1e-6));
+    }
+    CHECKF(worst < 1e-5, "AdamW update: worst relative difference %g from the formula", worst);
+    rein_free(g), rein_free(w0), rein_free(m0);
+}
+
 static void test_matmul_ref(void) {
     /* the plain references themselves, on products worked out by hand */
     float x[6] = {1, 2, 3, 4, 5, 6};     /* (2, 3) */
@@ -311,6 +341,7 @@ int main(void) {
     }
     test_matmul_blocked(0);
     test_matmul_blocked(1);
+    test_adamw();
     test_rmsnorm();
     test_rope();
     test_swiglu();

@@ -94,19 +94,21 @@ static float dot_portable(const float *a, const float *b, int D) {
 #if defined(__x86_64__)
 #define AVX512 __attribute__((target("avx512f,avx512vl,fma")))
 
-/* Four rows at a time; a missing row of the last group repeats row 0 and is not stored. */
+/* Eight rows at a time (eight independent chains of multiply-adds, enough to hide their latency);
+ * a missing row of the last group repeats row 0 and is not stored. */
 AVX512 static void scores_avx512(float *s, const float *a, int64_t lda, int rows, const float *bt,
                                  int D) {
-    for (int r0 = 0; r0 < rows; r0 += 4) {
-        int nr = REIN_MIN(4, rows - r0);
-        const float *ar[4];
-        for (int r = 0; r < 4; r++) ar[r] = a + (r0 + (r < nr ? r : 0)) * lda;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                         _mm512_setzero_ps()};
+    for (int r0 = 0; r0 < rows; r0 += 8) {
+        int nr = REIN_MIN(8, rows - r0);
+        const float *ar[8];
+        for (int r = 0; r < 8; r++) ar[r] = a + (r0 + (r < nr ? r : 0)) * lda;
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
         for (int d = 0; d < D; d++) {
             __m512 b = _mm512_load_ps(bt + d * BK);
-#pragma GCC unroll 4
-            for (int r = 0; r < 4; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(ar[r][d]), b, acc[r]);
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(ar[r][d]), b, acc[r]);
         }
         for (int r = 0; r < nr; r++) _mm512_storeu_ps(s + (r0 + r) * BK, acc[r]);
     }

@@ -6,6 +6,7 @@
  */
 #include "train/optim.h"
 #include "base/base.h"
+#include "kernels/adamw.h"
 
 #include <math.h>
 #include <string.h>
@@ -69,16 +70,10 @@ typedef struct adam_job {
 static void adam_task(void *ctx, int t, int n_tasks) {
     adam_job *j = ctx;
     const rein_param_span *s = &j->pl->spans[t];
-    float *m = j->o->m + j->offsets[t], *v = j->o->v + j->offsets[t];
-    const float b1 = j->p->beta1, b2 = j->p->beta2, eps = j->p->eps;
-    const float decay = s->decay ? 1.0f - j->lr * j->p->weight_decay : 1.0f;
-    for (int64_t i = 0; i < s->n; i++) {
-        float g = s->g[i];
-        m[i] += (g - m[i]) * (1.0f - b1);
-        v[i] = v[i] * b2 + g * g * (1.0f - b2);
-        float denom = sqrtf(v[i]) / j->bc2_sqrt + eps;
-        s->w[i] = s->w[i] * decay - j->step_size * m[i] / denom;
-    }
+    rein_adamw_coef c = {1.0f - j->p->beta1, j->p->beta2, 1.0f - j->p->beta2, j->bc2_sqrt,
+                         j->p->eps, j->step_size,
+                         s->decay ? 1.0f - j->lr * j->p->weight_decay : 1.0f};
+    rein_adamw_update(s->w, s->g, j->o->m + j->offsets[t], j->o->v + j->offsets[t], s->n, &c);
 }
 
 void rein_adamw_step(rein_adamw *o, const rein_param_list *pl, const rein_adamw_params *p, float lr) {
