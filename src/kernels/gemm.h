@@ -20,6 +20,7 @@ typedef struct rein_gemm {
     int rows, red, cols, acc;
     int bf16; /* inputs rounded to bfloat16, products accumulated in f32 */
     const uint32_t *a_packed; /* BF16: all of A packed once (rein_gemm_prepack), or NULL */
+    const void *b_packed;     /* all of B packed once (rein_gemm_prepack_b), or NULL */
     /* the tiling, set by rein_gemm_plan */
     int n_panels, panels_per_task; /* column panels of 32, grouped into tasks */
     int row_chunk, n_row_chunks;   /* rows per task (a multiple of 8) */
@@ -40,6 +41,10 @@ void rein_gemm_task_avx512(void *ctx, int t, int n_tasks);
  * rein_gemm_prepack packs it into buf (aligned to 64 bytes), in parallel, and points g at it. */
 int64_t rein_gemm_prepack_size(const rein_gemm *g);
 void rein_gemm_prepack(rein_gemm *g, uint32_t *buf);
+/* The same for B, once for all tasks instead of once per task and chunk of rows (worth it when
+ * rows are split between tasks); after rein_gemm_plan. Size in bytes. */
+int64_t rein_gemm_prepack_b_size(const rein_gemm *g);
+void rein_gemm_prepack_b(rein_gemm *g, void *buf);
 
 /* A long reduction into a small output (the output head's input gradient: 49152 into 256 x 576)
  * runs as slices of the reduction, each a task computing every output into its own partial

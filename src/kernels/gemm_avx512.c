@@ -202,14 +202,21 @@ AVX512 static void task_f32(const rein_gemm *g, int t) {
     const int kb = block_len(g->red, KC);
     for (int k0 = 0; k0 < g->red; k0 += kb) {
         int kc = REIN_MIN(kb, g->red - k0), add = k0 > 0 || g->acc;
-        for (int p = p0; p < p1; p++)
-            pack_b_f32(bpack + (p - p0) * KC * PANEL, g, k0, kc, p * PANEL,
-                       REIN_MIN(PANEL, g->cols - p * PANEL));
+        const float *bp = bpack; /* panel p at bp + (p - p0) * stride */
+        int64_t stride = KC * PANEL;
+        if (g->b_packed) { /* packed once for every task */
+            stride = (int64_t)kb * PANEL;
+            bp = (const float *)g->b_packed + ((int64_t)(k0 / kb) * g->n_panels + p0) * stride;
+        } else {
+            for (int p = p0; p < p1; p++)
+                pack_b_f32(bpack + (p - p0) * KC * PANEL, g, k0, kc, p * PANEL,
+                           REIN_MIN(PANEL, g->cols - p * PANEL));
+        }
         for (int i0 = i_begin; i0 < i_end; i0 += MC) {
             int mc = REIN_MIN(MC, i_end - i0);
             if (packed_a) pack_a_f32(apack, g, i0, mc, k0, kc);
             for (int p = p0; p < p1; p++) {
-                const float *panel = bpack + (p - p0) * KC * PANEL;
+                const float *panel = bp + (p - p0) * stride;
                 int c0 = p * PANEL, cols = REIN_MIN(PANEL, g->cols - c0);
                 for (int ir = 0; ir < mc; ir += MR) {
                     int rows = REIN_MIN(MR, mc - ir);
@@ -351,9 +358,16 @@ AVX512BF static void task_bf16(const rein_gemm *g, int t) {
     const int kb = block_len(g->red, KCB), rows_pad = (g->rows + MR - 1) / MR * MR;
     for (int k0 = 0; k0 < g->red; k0 += kb) {
         int kc = REIN_MIN(kb, g->red - k0), kp = (kc + 1) / 2, add = k0 > 0 || g->acc;
-        for (int p = p0; p < p1; p++)
-            pack_b_bf16(bpack + (p - p0) * (KCB / 2) * PANEL, g, k0, kc, p * PANEL,
-                        REIN_MIN(PANEL, g->cols - p * PANEL));
+        const uint32_t *bp = bpack; /* panel p at bp + (p - p0) * stride */
+        int64_t stride = (KCB / 2) * PANEL;
+        if (g->b_packed) { /* packed once for every task */
+            stride = (int64_t)(kb / 2) * PANEL;
+            bp = (const uint32_t *)g->b_packed + ((int64_t)(k0 / kb) * g->n_panels + p0) * stride;
+        } else {
+            for (int p = p0; p < p1; p++)
+                pack_b_bf16(bpack + (p - p0) * (KCB / 2) * PANEL, g, k0, kc, p * PANEL,
+                            REIN_MIN(PANEL, g->cols - p * PANEL));
+        }
         for (int i0 = i_begin; i0 < i_end; i0 += MC) {
             int mc = REIN_MIN(MC, i_end - i0);
             const uint32_t *ab = apack;
@@ -362,7 +376,7 @@ AVX512BF static void task_bf16(const rein_gemm *g, int t) {
             else
                 pack_a_bf16(apack, g, i0, mc, k0, kc);
             for (int p = p0; p < p1; p++) {
-                const uint32_t *panel = bpack + (p - p0) * (KCB / 2) * PANEL;
+                const uint32_t *panel = bp + (p - p0) * stride;
                 int c0 = p * PANEL, cols = REIN_MIN(PANEL, g->cols - c0);
                 for (int ir = 0; ir < mc; ir += MR) {
                     __m512 acc[MR][2];
@@ -391,6 +405,29 @@ int64_t rein_gemm_prepack_size(const rein_gemm *g) {
     if (!g->bf16) return 0;
     const int kb = block_len(g->red, KCB), n_blocks = (g->red + kb - 1) / kb;
     return (int64_t)((g->rows + MR - 1) / MR * MR) * n_blocks * (kb / 2);
+}
+
+/* Pack task t of rein_gemm_prepack_b: one panel of one block of the reduction. */
+static void prepack_b_task(void *ctx, int t, int n_tasks) {
+    const rein_gemm *g = ctx;
+    const int kb = block_len(g->red, g->bf16 ? KCB : KC);
+    int b = t / g->n_panels, p = t % g->n_panels, k0 = b * kb, kc = REIN_MIN(kb, g->red - k0);
+    int cols = REIN_MIN(PANEL, g->cols - p * PANEL);
+    if (g->bf16)
+        pack_b_bf16((uint32_t *)g->b_packed + (int64_t)t * (kb / 2) * PANEL, g, k0, kc, p * PANEL, cols);
+    else
+        pack_b_f32((float *)g->b_packed + (int64_t)t * kb * PANEL, g, k0, kc, p * PANEL, cols);
+}
+
+int64_t rein_gemm_prepack_b_size(const rein_gemm *g) {
+    const int kb = block_len(g->red, g->bf16 ? KCB : KC), n_blocks = (g->red + kb - 1) / kb;
+    return (int64_t)n_blocks * g->n_panels * (g->bf16 ? kb / 2 : kb) * PANEL * 4;
+}
+
+void rein_gemm_prepack_b(rein_gemm *g, void *buf) {
+    g->b_packed = buf;
+    const int kb = block_len(g->red, g->bf16 ? KCB : KC), n_blocks = (g->red + kb - 1) / kb;
+    rein_parallel_for(n_blocks * g->n_panels, prepack_b_task, g);
 }
 
 void rein_gemm_prepack(rein_gemm *g, uint32_t *buf) {
@@ -428,6 +465,7 @@ static void slice_task(void *ctx, int s, int n_tasks) {
     sub.red = REIN_MIN(j->slice, g->red - k0);
     sub.acc = 0;
     sub.a_packed = NULL;
+    sub.b_packed = NULL;
     int n_groups = (sub.n_panels + NCP - 1) / NCP;
     sub.panels_per_task = (sub.n_panels + n_groups - 1) / n_groups;
     sub.row_chunk = (g->rows + MR - 1) / MR * MR;

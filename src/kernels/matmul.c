@@ -210,27 +210,30 @@ int rein_matmul_bf16(void) {
     return bf16_wanted && use_avx512() && rein_gemm_cpu_has_bf16();
 }
 
-/* One scratch buffer for packed operands, kept between calls (the products run one at a time). */
-static void *scratch;
-static size_t scratch_size;
+/* Scratch buffers for packed operands (0: A, 1: B, or the partial products of a split
+ * reduction), kept between calls: the products run one at a time. */
+static void *scratch[2];
+static size_t scratch_size[2];
 
 static void scratch_free(void) {
-    rein_free_aligned(scratch);
-    scratch = NULL;
-    scratch_size = 0;
+    for (int i = 0; i < 2; i++) {
+        rein_free_aligned(scratch[i]);
+        scratch[i] = NULL;
+        scratch_size[i] = 0;
+    }
 }
 
-static int scratch_reserve(size_t bytes) {
-    if (bytes <= scratch_size) return 1;
+static void *scratch_reserve(int i, size_t bytes) {
+    if (bytes <= scratch_size[i]) return scratch[i];
     static int registered;
     if (!registered) {
         atexit(scratch_free);
         registered = 1;
     }
-    rein_free_aligned(scratch);
-    scratch = rein_malloc_aligned(bytes, 64);
-    scratch_size = scratch ? bytes : 0;
-    return scratch != NULL;
+    rein_free_aligned(scratch[i]);
+    scratch[i] = rein_malloc_aligned(bytes, 64);
+    scratch_size[i] = scratch[i] ? bytes : 0;
+    return scratch[i];
 }
 
 /* Run a prepared product (y, strides, sizes, acc set) on the best path. */
@@ -240,16 +243,26 @@ static void gemm_run(rein_gemm *g) {
     if (use_avx512()) {
         g->bf16 = rein_matmul_bf16();
         int slices = rein_gemm_split_slices(g);
-        if (slices && scratch_reserve(sizeof(float) * (size_t)slices * g->rows * g->cols)) {
-            rein_gemm_run_split(g, scratch, slices);
+        float *partial = slices ? scratch_reserve(0, sizeof(float) * (size_t)slices * g->rows *
+                                                         (size_t)g->cols)
+                                : NULL;
+        if (partial) {
+            rein_gemm_run_split(g, partial, slices);
             return;
         }
         int n_tasks = rein_gemm_plan(g, nt);
-        /* BF16 packs A as it reads it: once per group of panels unless packed for all first */
-        int64_t words = rein_gemm_prepack_size(g);
-        if (g->bf16 && n_tasks / g->n_row_chunks >= 3 && words <= (16 << 20) &&
-            scratch_reserve((size_t)words * 4))
-            rein_gemm_prepack(g, scratch);
+        /* operands packed once for every task rather than by each task that reads them: A for
+         * BF16 when several groups of panels read it, B when several chunks of rows do and it
+         * must be transposed (a plain copy is cheaper done where it is used) */
+        enum { MAX_PACKED = 64 << 20 };
+        int64_t a_bytes = 4 * rein_gemm_prepack_size(g), b_bytes = rein_gemm_prepack_b_size(g);
+        void *buf;
+        if (g->bf16 && n_tasks / g->n_row_chunks >= 3 && a_bytes <= MAX_PACKED &&
+            (buf = scratch_reserve(0, (size_t)a_bytes)))
+            rein_gemm_prepack(g, buf);
+        if (g->b_ks == 1 && g->n_row_chunks >= 2 && b_bytes <= MAX_PACKED &&
+            (buf = scratch_reserve(1, (size_t)b_bytes)))
+            rein_gemm_prepack_b(g, buf);
         rein_parallel_for(n_tasks, rein_gemm_task_avx512, g);
         return;
     }
