@@ -405,7 +405,9 @@ AVX512 static void x_columns(float *xt, const float *x, int K, int n, int k0, in
 /* F32 weights at batch < 8: y rows [r, r + nr) (nr <= 16) for NX activation rows, vectorized over
  * the 16 weight rows: each 16 x 16 block of weights is transposed in registers, then element k of
  * the 16 rows is one vector, multiplied into one sum per activation row. The same chains as
- * f32_by_x below, so either gives every output the same bits. */
+ * f32_by_x below, so either gives every output the same bits. `next` (or NULL): the next 16 rows,
+ * 16 * ws floats from there, prefetched meanwhile in address order (one line per row and step,
+ * 16 rows apart, streams markedly slower). */
 AVX512 INLINE void f32_by_rows(int NX, const float *x, int K, int span, const float *w0, int64_t ws,
                                int nr, const float *next, float *y, int M, int from_y) {
     const __mmask16 rows = (__mmask16)((1u << nr) - 1);
@@ -413,6 +415,7 @@ AVX512 INLINE void f32_by_rows(int NX, const float *x, int K, int span, const fl
 #pragma GCC unroll 4
     for (int i = 0; i < NX; i++)
         tot[i] = from_y ? _mm512_maskz_loadu_ps(rows, y + (int64_t)i * M) : _mm512_setzero_ps();
+    const float *pf = next, *pf_end = next ? next + 16 * ws : NULL;
     for (int s0 = 0; s0 < K; s0 += span) {
         const int s1 = REIN_MIN(K, s0 + span);
 #pragma GCC unroll 4
@@ -424,7 +427,8 @@ AVX512 INLINE void f32_by_rows(int NX, const float *x, int K, int span, const fl
 #pragma GCC unroll 16
             for (int q = 0; q < 16; q++) {
                 const int64_t row = (q < nr ? q : 0) * ws;
-                if (next) _mm_prefetch((const char *)(next + q * ws + k), _MM_HINT_T0);
+                if (pf < pf_end) _mm_prefetch((const char *)pf, _MM_HINT_T0);
+                pf += 16;
                 b[q] = _mm512_maskz_loadu_ps(mk, w0 + row + k);
             }
             transpose16(b);
@@ -452,7 +456,7 @@ AVX512 INLINE void f32_by_rows(int NX, const float *x, int K, int span, const fl
  * reduced, and batched decoding fills every lane. Each output is one FMA chain per span of the
  * reduction (qpack_span), summed from zero and added to y span by span: the order of the packed
  * kernels and of the prefill GEMM. A task transposes up to XV_K columns of its x rows at a time
- * and walks its weight rows eight at a time, prefetching the next eight. */
+ * and walks its weight rows eight at a time, prefetching the next eight in address order. */
 AVX512 static void f32_by_x(const qjob *j, const rein_qweight *w, float *y, int r0, int r1) {
     enum { RX = 8, XV_K = 1024 };
     float xt[16 * XV_K] __attribute__((aligned(64))); /* 64 KiB */
@@ -478,6 +482,7 @@ AVX512 static void f32_by_x(const qjob *j, const rein_qweight *w, float *y, int 
                         buf[q][i] = from_y && i < n && q < nr ? yi[(int64_t)i * M + r + q] : 0.0f;
                     tot[q] = _mm512_load_ps(buf[q]);
                 }
+                int pr = 0, pc = 0; /* the next rows' prefetch, row by row through [k0, k0 + kc) */
                 for (int s0 = 0; s0 < kc; s0 += span) {
                     const int s1 = REIN_MIN(kc, s0 + span);
                     __m512 acc[RX];
@@ -486,8 +491,10 @@ AVX512 static void f32_by_x(const qjob *j, const rein_qweight *w, float *y, int 
                     for (int k = s0; k < s1; k++) {
                         if (next && !(k & 15))
 #pragma GCC unroll 8
-                            for (int q = 0; q < RX; q++)
-                                _mm_prefetch((const char *)(next + q * ws + k), _MM_HINT_T0);
+                            for (int q = 0; q < RX && pr < RX; q++) {
+                                _mm_prefetch((const char *)(next + pr * ws + pc), _MM_HINT_T0);
+                                if ((pc += 16) >= kc) pc = 0, pr++;
+                            }
                         const __m512 xv =
                             n > 1 ? _mm512_load_ps(xt + 16 * k) : _mm512_set1_ps(x[k0 + k]);
 #pragma GCC unroll 8
