@@ -1,11 +1,12 @@
 /* ops.c - RMSNorm, rotary embedding, SwiGLU, residual add and attention (forward), and the
  * backward of the norm, rotary embedding, SwiGLU and embedding lookup.
  *
- * These are memory-bound or small next to the matrix products, so they are written plainly and
- * threaded only where a pass is large (attention); SwiGLU's exponentials have an AVX-512 path, and
- * the rotary angles' cos/sin can be computed once per forward (rein_rope_table) for every layer. The backward passes accumulate into shared
- * gradients (dw of the norm, rows of the embedding table), so they run on one thread and in row
- * order, which also keeps them deterministic.
+ * These are memory-bound or small next to the matrix products, so they are written plainly; the
+ * norm's forward and SwiGLU (whose exponentials have AVX-512 paths) run in chunks over the thread
+ * pool, and the rotary angles' cos/sin can be computed once per forward (rein_rope_table) for
+ * every layer. The norm's backward sums its weight gradient per chunk of rows and adds the chunks
+ * in order; the embedding's backward accumulates into shared rows of the table, so it runs on one
+ * thread in row order. Every result is independent of the thread count.
  */
 #include "kernels/ops.h"
 #include "base/base.h"
@@ -14,15 +15,41 @@
 
 #include <math.h>
 
-void rein_rmsnorm_forward(float *out, const float *x, const float *w, int N, int C, float eps) {
-    for (int i = 0; i < N; i++) {
-        const float *xi = x + (int64_t)i * C;
-        float *oi = out + (int64_t)i * C;
+/* Row- or element-wise work split in chunks over the thread pool (each chunk computed exactly as
+ * the whole would be, so the results do not depend on the split). */
+typedef struct ew_job {
+    float *o1, *o2;
+    const float *a, *b, *c;
+    int64_t n, per;
+    int C;
+    float eps;
+} ew_job;
+
+static void rmsnorm_rows(float *out, const float *x, const float *w, int64_t r0, int64_t r1, int C,
+                         float eps) {
+    for (int64_t i = r0; i < r1; i++) {
+        const float *xi = x + i * C;
+        float *oi = out + i * C;
         double ss = 0;
         for (int c = 0; c < C; c++) ss += (double)xi[c] * xi[c];
         float r = (float)(1.0 / sqrt(ss / C + eps));
         for (int c = 0; c < C; c++) oi[c] = xi[c] * r * w[c];
     }
+}
+
+static void rmsnorm_task(void *ctx, int t, int n_tasks) {
+    const ew_job *j = ctx;
+    rmsnorm_rows(j->o1, j->a, j->b, t * j->per, REIN_MIN(j->n, (t + 1) * j->per), j->C, j->eps);
+}
+
+/* Tasks of about 64K elements (rows of C), at least one. */
+static int64_t chunk_of(int64_t unit) {
+    return REIN_MAX(1, (65536 + unit - 1) / unit);
+}
+
+void rein_rmsnorm_forward(float *out, const float *x, const float *w, int N, int C, float eps) {
+    ew_job j = {.o1 = out, .a = x, .b = w, .n = N, .C = C, .eps = eps, .per = chunk_of(C)};
+    rein_parallel_for((int)((N + j.per - 1) / j.per), rmsnorm_task, &j);
 }
 
 /* The angles' inverse frequencies base^(-2p/rope_dim) / freq_factors[p], in double. */
@@ -66,8 +93,34 @@ static void rope_apply(float *x, const float *cs, const float *sn, int N, int H,
     }
 }
 
+typedef struct rope_job {
+    float *x;
+    const float *cs, *sn;
+    int N, H, D, rope_dim, per;
+    float sign;
+} rope_job;
+
+static void rope_task(void *ctx, int t, int n_tasks) {
+    const rope_job *j = ctx;
+    int i0 = t * j->per, n = REIN_MIN(j->N, i0 + j->per) - i0, half = j->rope_dim / 2;
+    rope_apply(j->x + (int64_t)i0 * j->H * j->D, j->cs + (int64_t)i0 * half,
+               j->sn + (int64_t)i0 * half, n, j->H, j->D, j->rope_dim, j->sign);
+}
+
+/* By table, rows in chunks over the thread pool. */
+static void rope_apply_rows(float *x, const float *cs, const float *sn, int N, int H, int D,
+                            int rope_dim, float sign) {
+    rope_job j = {x, cs, sn, N, H, D, rope_dim, (int)chunk_of((int64_t)H * D), sign};
+    rein_parallel_for((N + j.per - 1) / j.per, rope_task, &j);
+}
+
 void rein_rope_apply(float *x, const float *cs, const float *sn, int N, int H, int D, int rope_dim) {
-    rope_apply(x, cs, sn, N, H, D, rope_dim, 1.0f);
+    rope_apply_rows(x, cs, sn, N, H, D, rope_dim, 1.0f);
+}
+
+void rein_rope_apply_backward(float *dx, const float *cs, const float *sn, int N, int H, int D,
+                              int rope_dim) {
+    rope_apply_rows(dx, cs, sn, N, H, D, rope_dim, -1.0f);
 }
 
 /* One row's table at a time, so that no scratch memory is needed. */
@@ -114,7 +167,7 @@ swiglu_avx512(float *out, const float *gate, const float *up, int64_t n) {
 }
 #endif
 
-void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
+static void swiglu_range(float *out, const float *gate, const float *up, int64_t n) {
     int64_t i0 = 0;
 #if defined(__x86_64__)
     if (rein_kernels_use_avx512()) i0 = swiglu_avx512(out, gate, up, n);
@@ -125,13 +178,22 @@ void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t
     }
 }
 
-/* y = x r w with r = (mean(x^2) + eps)^-1/2, so dL/dx_c = r w_c dy_c - x_c r^3 / C sum_j dy_j w_j x_j
- * and dL/dw_c = sum over rows of dy_c x_c r. dy is read at each index before dx overwrites it. */
-void rein_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                           int N, int C, float eps) {
-    for (int i = 0; i < N; i++) {
-        const float *xi = x + (int64_t)i * C, *dyi = dy + (int64_t)i * C;
-        float *dxi = dx + (int64_t)i * C;
+static void swiglu_task(void *ctx, int t, int n_tasks) {
+    const ew_job *j = ctx;
+    int64_t i0 = t * j->per, n = REIN_MIN(j->n, i0 + j->per) - i0;
+    swiglu_range(j->o1 + i0, j->a + i0, j->b + i0, n);
+}
+
+void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
+    ew_job j = {.o1 = out, .a = gate, .b = up, .n = n, .per = chunk_of(1)};
+    rein_parallel_for((int)((n + j.per - 1) / j.per), swiglu_task, &j);
+}
+
+static void rmsnorm_backward_rows(float *dx, float *dw, const float *dy, const float *x,
+                                  const float *w, int64_t r0, int64_t r1, int C, float eps) {
+    for (int64_t i = r0; i < r1; i++) {
+        const float *xi = x + i * C, *dyi = dy + i * C;
+        float *dxi = dx + i * C;
         double ss = 0, dot = 0;
         for (int c = 0; c < C; c++) {
             ss += (double)xi[c] * xi[c];
@@ -147,15 +209,76 @@ void rein_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x
     }
 }
 
+/* Task t: its rows' dx, and their part of dw into its own zeroed row of partials (o2). */
+static void rmsnorm_backward_task(void *ctx, int t, int n_tasks) {
+    const ew_job *j = ctx;
+    float *part = j->o2 + (int64_t)t * j->C;
+    for (int c = 0; c < j->C; c++) part[c] = 0;
+    rmsnorm_backward_rows(j->o1, part, j->a, j->b, j->c, t * j->per,
+                          REIN_MIN(j->n, (t + 1) * j->per), j->C, j->eps);
+}
+
+/* y = x r w with r = (mean(x^2) + eps)^-1/2, so dL/dx_c = r w_c dy_c - x_c r^3 / C sum_j dy_j w_j x_j
+ * and dL/dw_c = sum over rows of dy_c x_c r. dy is read at each index before dx overwrites it.
+ * Chunks of rows run in parallel, each summing its part of dw apart; the parts are added to dw in
+ * chunk order (the chunks do not depend on the thread count). */
+void rein_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                           int N, int C, float eps) {
+    ew_job j = {.o1 = dx, .a = dy, .b = x, .c = w, .n = N, .C = C, .eps = eps, .per = chunk_of(C)};
+    int n_tasks = (int)((N + j.per - 1) / j.per);
+    j.o2 = n_tasks > 1 ? rein_malloc(sizeof(float) * (size_t)n_tasks * (size_t)C) : NULL;
+    if (!j.o2) { /* one chunk (or no memory for the parts): in order, on this thread */
+        rmsnorm_backward_rows(dx, dw, dy, x, w, 0, N, C, eps);
+        return;
+    }
+    rein_parallel_for(n_tasks, rmsnorm_backward_task, &j);
+    for (int t = 0; t < n_tasks; t++)
+        for (int c = 0; c < C; c++) dw[c] += j.o2[(int64_t)t * C + c];
+    rein_free(j.o2);
+}
+
 /* silu(g) = g s(g), s the logistic function; silu'(g) = s(g) (1 + g (1 - s(g))). */
-void rein_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                          const float *up, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512vl,fma"))) static int64_t
+swiglu_backward_avx512(float *dgate, float *dup, const float *dout, const float *gate,
+                       const float *up, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i), u = _mm512_loadu_ps(up + i), d = _mm512_loadu_ps(dout + i);
+        __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(zero, g))));
+        _mm512_storeu_ps(dup + i, _mm512_mul_ps(_mm512_mul_ps(d, g), sg));
+        __m512 dsilu = _mm512_mul_ps(sg, _mm512_add_ps(one, _mm512_mul_ps(g, _mm512_sub_ps(one, sg))));
+        _mm512_storeu_ps(dgate + i, _mm512_mul_ps(_mm512_mul_ps(d, u), dsilu));
+    }
+    return i;
+}
+#endif
+
+static void swiglu_backward_range(float *dgate, float *dup, const float *dout, const float *gate,
+                                  const float *up, int64_t n) {
+    int64_t i0 = 0;
+#if defined(__x86_64__)
+    if (rein_kernels_use_avx512()) i0 = swiglu_backward_avx512(dgate, dup, dout, gate, up, n);
+#endif
+    for (int64_t i = i0; i < n; i++) {
         float g = gate[i], u = up[i], d = dout[i];
         float s = 1.0f / (1.0f + expf(-g));
         dup[i] = d * g * s;
         dgate[i] = d * u * s * (1.0f + g * (1.0f - s));
     }
+}
+
+static void swiglu_backward_task(void *ctx, int t, int n_tasks) {
+    const ew_job *j = ctx;
+    int64_t i0 = t * j->per, n = REIN_MIN(j->n, i0 + j->per) - i0;
+    swiglu_backward_range(j->o1 + i0, j->o2 + i0, j->a + i0, j->b + i0, j->c + i0, n);
+}
+
+void rein_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, int64_t n) {
+    ew_job j = {.o1 = dgate, .o2 = dup, .a = dout, .b = gate, .c = up, .n = n, .per = chunk_of(1)};
+    rein_parallel_for((int)((n + j.per - 1) / j.per), swiglu_backward_task, &j);
 }
 
 void rein_embedding_backward(float *dtable, const float *dy, const int32_t *tokens, int N, int C) {

@@ -25,6 +25,9 @@ void rein_rope_forward(float *x, const int32_t *pos, int N, int H, int D, int ro
 void rein_rope_table(float *cs, float *sn, const int32_t *pos, int N, int rope_dim, float base,
                      const float *freq_factors);
 void rein_rope_apply(float *x, const float *cs, const float *sn, int N, int H, int D, int rope_dim);
+/* The backward by a table: equal bit for bit to rein_rope_backward. */
+void rein_rope_apply_backward(float *dx, const float *cs, const float *sn, int N, int H, int D,
+                              int rope_dim);
 
 /* out (N, F) = silu(gate) * up. out may equal gate. */
 void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t n);

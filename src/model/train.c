@@ -72,6 +72,8 @@ void rein_train_state_free(rein_train_state *ts) {
     rein_free(ts->tokens);
     rein_free(ts->pos);
     rein_free(ts->cu);
+    rein_free(ts->rope_cs);
+    rein_free(ts->rope_sn);
     rein_free_aligned(ts->x);
     rein_free_aligned(ts->xa);
     rein_free_aligned(ts->scratch);
@@ -103,9 +105,12 @@ rein_status rein_train_state_new(const rein_model *m, int cap, int train_base,
     ts->tokens = rein_malloc(sizeof(int32_t) * (size_t)T);
     ts->pos = rein_malloc(sizeof(int32_t) * (size_t)T);
     ts->cu = rein_malloc(sizeof(int32_t) * (size_t)(T + 1));
+    ts->rope_cs = rein_malloc(sizeof(float) * (size_t)(T * (c->rope_dim / 2) + 1));
+    ts->rope_sn = rein_malloc(sizeof(float) * (size_t)(T * (c->rope_dim / 2) + 1));
     ts->x = rein_malloc_aligned(sizeof(float) * (size_t)total, 64);
     ts->scratch = rein_malloc_aligned(sizeof(float) * (size_t)ts->scratch_n, 64);
-    rein_status st = (!ts->tokens || !ts->pos || !ts->cu || !ts->x || !ts->scratch)
+    rein_status st = (!ts->tokens || !ts->pos || !ts->cu || !ts->x || !ts->scratch ||
+                      !ts->rope_cs || !ts->rope_sn)
                          ? rein_error(REIN_ERR_NOMEM, "out of memory for a training batch of %d "
                                       "tokens (%.0f MiB of activations)", cap,
                                       total * 4.0 / 1048576)
@@ -178,6 +183,8 @@ rein_status rein_train_forward(rein_model *m, rein_train_state *ts, const int32_
                               s, cu_seqlens[s + 1] - cu_seqlens[s], c->ctx_len);
         for (int i = cu_seqlens[s]; i < cu_seqlens[s + 1]; i++) ts->pos[i] = i - cu_seqlens[s];
     }
+    /* the rotary angles of this batch, once for every layer's q and k, forward and backward */
+    rein_rope_table(ts->rope_cs, ts->rope_sn, ts->pos, T, c->rope_dim, c->rope_base, m->rope_freqs);
     for (int i = 0; i < T; i++)
         if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
             return rein_error(REIN_ERR_RANGE, "token %d at batch index %d is outside the vocabulary",
@@ -206,8 +213,8 @@ rein_status rein_train_forward(rein_model *m, rein_train_state *ts, const int32_
         rein_linear_forward(m, l, REIN_LIN_Q, q, xb, T, 0, xa_slot(m, ts, l, REIN_LIN_Q), lscr);
         rein_linear_forward(m, l, REIN_LIN_K, k, xb, T, 0, xa_slot(m, ts, l, REIN_LIN_K), lscr);
         rein_linear_forward(m, l, REIN_LIN_V, v, xb, T, 0, xa_slot(m, ts, l, REIN_LIN_V), lscr);
-        rein_rope_forward(q, ts->pos, T, H, hd, c->rope_dim, c->rope_base, m->rope_freqs);
-        rein_rope_forward(k, ts->pos, T, KVH, hd, c->rope_dim, c->rope_base, m->rope_freqs);
+        rein_rope_apply(q, ts->rope_cs, ts->rope_sn, T, H, hd, c->rope_dim);
+        rein_rope_apply(k, ts->rope_cs, ts->rope_sn, T, KVH, hd, c->rope_dim);
         rein_attention_train_forward(att, lse, q, k, v, ts->cu, n_seqs, T, H, KVH, hd, scale);
         memcpy(xm, xl, sizeof(float) * (size_t)TD);
         rein_linear_forward(m, l, REIN_LIN_O, xm, att, T, 1, xa_slot(m, ts, l, REIN_LIN_O), lscr);
@@ -294,8 +301,8 @@ rein_status rein_train_backward(rein_model *m, rein_train_state *ts) {
         linear_backward(m, ts, l, REIN_LIN_O, dx, att, datt, 0, lscr);
         rein_attention_train_backward(dq, dk, dv, datt, att, lse, q, k, v, ts->cu, ts->n_seqs, T,
                                       H, KVH, hd, scale);
-        rein_rope_backward(dq, ts->pos, T, H, hd, c->rope_dim, c->rope_base, m->rope_freqs);
-        rein_rope_backward(dk, ts->pos, T, KVH, hd, c->rope_dim, c->rope_base, m->rope_freqs);
+        rein_rope_apply_backward(dq, ts->rope_cs, ts->rope_sn, T, H, hd, c->rope_dim);
+        rein_rope_apply_backward(dk, ts->rope_cs, ts->rope_sn, T, KVH, hd, c->rope_dim);
         linear_backward(m, ts, l, REIN_LIN_Q, dq, xb, dxb, 0, lscr);
         linear_backward(m, ts, l, REIN_LIN_K, dk, xb, dxb, 1, lscr);
         linear_backward(m, ts, l, REIN_LIN_V, dv, xb, dxb, 1, lscr);

@@ -28,6 +28,7 @@ typedef struct rein_train_state {
     int32_t *tokens;     /* (T) */
     int32_t *pos;        /* (T) position of each token in its sequence */
     int32_t *cu;         /* (n_seqs + 1) copy of cu_seqlens (cap + 1 entries) */
+    float *rope_cs, *rope_sn; /* (T, rope_dim / 2) the rotary angles' cos and sin, per batch */
     /* saved activations, for layer l at offset l * T * width */
     float *x;            /* (n_layers + 1, T, dim): residual stream entering each layer; last = output */
     float *x_mid;        /* (n_layers, T, dim): residual after attention */
