@@ -19,9 +19,11 @@
  * and adds each span's sum to y (to zero first unless accumulating): the spans and the order of
  * the prefill GEMM, which reads the same values dequantized, so both paths round alike. That chain
  * is the same whatever N, the tile, the thread or the task, so each output row has the same bits
- * as it would alone. At batch 1 a tile runs four groups side by side (four independent chains)
- * and prefetches each group's stream 2.5 KB ahead; at batch 16 one dequantized vector feeds
- * 16 activation rows, so each weight element is dequantized once per call.
+ * as it would alone. At batch 1 a tile runs four groups side by side (four independent chains); at
+ * batch 16 one dequantized vector feeds 16 activation rows, so each weight element is dequantized
+ * once per call. While a tile runs, the next tile's bytes are prefetched in address order, as far
+ * through as the tile is through its own (a few KB ahead in each group's stream instead read
+ * markedly slower, and one thread most of all).
  */
 #include "kernels/qpack.h"
 #include "base/base.h"
@@ -35,7 +37,6 @@
 #endif
 
 #define BLK 32
-#define PF_BYTES 2560 /* software prefetch distance in each group's stream */
 
 static int64_t packed_block_bytes(int type) {
     switch (type) {
@@ -179,9 +180,10 @@ AVX512 INLINE void tile(int type, const uint8_t *pk, int64_t gs, int nb, int spa
 #pragma GCC unroll 8
         for (int p = 0; p < NP; p++) {
             const uint8_t *b = pk + p * gs + c * bb;
+            /* the next tile's groups, in address order, as far as this tile is through its own */
+            const uint8_t *nt = pk + NP * gs + (c * NP + p) * bb;
 #pragma GCC unroll 16
-            for (int64_t o = 0; o < bb; o += 64)
-                _mm_prefetch((const char *)b + PF_BYTES + o, _MM_HINT_T0);
+            for (int64_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)nt + o, _MM_HINT_T0);
             d[p] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
             if (type == REIN_TYPE_Q4_1)
                 m[p] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 2 * QPACK_G)));
