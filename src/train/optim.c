@@ -125,13 +125,10 @@ void rein_grad_scale(const rein_param_list *pl, float s) {
     rein_parallel_for(pl->n, scale_task, &j);
 }
 
+/* A NaN or an infinity makes the sum of squares (in double, which no float square overflows) NaN
+ * or infinite, so the parallel norm answers it. */
 int rein_grad_nonfinite(const rein_param_list *pl) {
-    for (int i = 0; i < pl->n; i++) {
-        const float *g = pl->spans[i].g;
-        for (int64_t k = 0; k < pl->spans[i].n; k++)
-            if (!isfinite(g[k])) return 1;
-    }
-    return 0;
+    return !isfinite(rein_grad_norm(pl));
 }
 
 double rein_grad_clip(const rein_param_list *pl, double max_norm) {
