@@ -86,13 +86,13 @@ static void task_range(const rein_gemm *g, int t, int *i_begin, int *i_end, int 
  * Inlined with constant strides (in place: ks == 1; packed: rs == 1, ks == MR), so that the
  * accumulators stay in registers. */
 AVX512 INLINE void micro_f32(const float *a, int64_t rs, int64_t ks, int rows, const float *panel,
-                             int kc, __m512 acc[MR][2]) {
+                             int64_t ldp, int kc, __m512 acc[MR][2]) {
     const float *ar[MR];
     for (int r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * rs;
     if (rows == MR) {
         for (int k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_load_ps(panel + k * PANEL);
-            __m512 b1 = _mm512_load_ps(panel + k * PANEL + 16);
+            __m512 b0 = _mm512_loadu_ps(panel + k * ldp);
+            __m512 b1 = _mm512_loadu_ps(panel + k * ldp + 16);
 #define ROW(r)                                                                                 \
     {                                                                                          \
         __m512 av = _mm512_set1_ps(ar[r][k * ks]);                                             \
@@ -104,8 +104,8 @@ AVX512 INLINE void micro_f32(const float *a, int64_t rs, int64_t ks, int rows, c
         }
     } else {
         for (int k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_load_ps(panel + k * PANEL);
-            __m512 b1 = _mm512_load_ps(panel + k * PANEL + 16);
+            __m512 b0 = _mm512_loadu_ps(panel + k * ldp);
+            __m512 b1 = _mm512_loadu_ps(panel + k * ldp + 16);
             for (int r = 0; r < rows; r++) {
                 __m512 av = _mm512_set1_ps(ar[r][k * ks]);
                 acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
@@ -199,6 +199,8 @@ AVX512 static void task_f32(const rein_gemm *g, int t) {
     int i_begin, i_end, p0, p1;
     task_range(g, t, &i_begin, &i_end, &p0, &p1);
     const int packed_a = g->a_ks != 1;
+    /* B's rows hold whole panels in place (NN, TN, when every panel of the task is full) */
+    const int direct = g->b_cs == 1 && !g->b_packed && p1 * PANEL <= g->cols;
     const int kb = block_len(g->red, KC);
     for (int k0 = 0; k0 < g->red; k0 += kb) {
         int kc = REIN_MIN(kb, g->red - k0), add = k0 > 0 || g->acc;
@@ -207,7 +209,7 @@ AVX512 static void task_f32(const rein_gemm *g, int t) {
         if (g->b_packed) { /* packed once for every task */
             stride = (int64_t)kb * PANEL;
             bp = (const float *)g->b_packed + ((int64_t)(k0 / kb) * g->n_panels + p0) * stride;
-        } else {
+        } else if (!direct) {
             for (int p = p0; p < p1; p++)
                 pack_b_f32(bpack + (p - p0) * KC * PANEL, g, k0, kc, p * PANEL,
                            REIN_MIN(PANEL, g->cols - p * PANEL));
@@ -217,6 +219,11 @@ AVX512 static void task_f32(const rein_gemm *g, int t) {
             if (packed_a) pack_a_f32(apack, g, i0, mc, k0, kc);
             for (int p = p0; p < p1; p++) {
                 const float *panel = bp + (p - p0) * stride;
+                int64_t ldp = PANEL;
+                if (direct) { /* whole panels of rows of B, read in place */
+                    panel = g->b + (int64_t)k0 * g->b_ks + p * PANEL;
+                    ldp = g->b_ks;
+                }
                 int c0 = p * PANEL, cols = REIN_MIN(PANEL, g->cols - c0);
                 for (int ir = 0; ir < mc; ir += MR) {
                     int rows = REIN_MIN(MR, mc - ir);
@@ -224,9 +231,9 @@ AVX512 static void task_f32(const rein_gemm *g, int t) {
                     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
                     prefetch_tile(g, i0 + ir, rows, c0);
                     if (packed_a)
-                        micro_f32(apack + (int64_t)ir * kc, 1, MR, MR, panel, kc, acc);
+                        micro_f32(apack + (int64_t)ir * kc, 1, MR, MR, panel, ldp, kc, acc);
                     else
-                        micro_f32(g->a + (int64_t)(i0 + ir) * g->a_rs + k0, g->a_rs, 1, rows, panel,
+                        micro_f32(g->a + (int64_t)(i0 + ir) * g->a_rs + k0, g->a_rs, 1, rows, panel, ldp,
                                   kc, acc);
                     store_tile(g, i0 + ir, rows, c0, cols, add, acc);
                 }
