@@ -1,8 +1,9 @@
 /* gemm_avx512.c - the AVX-512 kernels of the blocked product (gemm.h), f32 and BF16.
  *
  * A task owns a chunk of rows of y and a group of at most NCP panels of 32 columns. For each block
- * of the reduction it packs its panels of B once, so that one reduction step of a panel is two
- * aligned 16-wide loads, then walks its rows in blocks of MC, and multiplies each block by every
+ * of the reduction it packs its panels of B once (W^T transposed in 16 x 16 register blocks; in
+ * f32, whole panels of B's own rows (NN, TN) are read in place instead), so that one reduction
+ * step of a panel is two 16-wide loads, then walks its rows in blocks of MC, and multiplies each block by every
  * panel, 8 rows at a time into 16 accumulator registers (8 rows x 32 columns). Each block of the
  * reduction is summed from zero and added to y afterwards, so products are rounded at the size of a
  * dot product, not of what y already holds (a large residual stream).
