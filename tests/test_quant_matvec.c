@@ -7,8 +7,9 @@
  * the same bits whatever the other rows and the thread count (batched decoding depends on it; F32
  * is computed one way below batch 8 and another from 8 on);
  * the multi-weight call equal to separate calls; accumulation; and dequantization in registers
- * exact: x = the identity gives back rein_dequantize's values bit for bit. Q8_0 and Q4_1 pass the
- * same checks again repacked by rein_qmatmul_pack (the layout their AVX-512 kernels read).
+ * exact: x = the identity gives back rein_dequantize's values bit for bit; F16 and BF16 the bits of
+ * F32 with their values. Q8_0 and Q4_1 pass the same checks again repacked by rein_qmatmul_pack
+ * (the layout their AVX-512 kernels read).
  */
 #include "testutil.h"
 
@@ -177,6 +178,30 @@ static void check_multi(void) {
     free(d0), free(d1), free(d2);
 }
 
+/* F16 and BF16 weights give the very bits of the F32 weight holding their values, at batch 1 and
+ * batch 16 (rein export relies on it: a file converted to F32 decodes as it did). */
+static void check_float_types_agree(void) {
+    const int M = 40, K = 200;
+    float x[16 * 200], y16[16 * 40], y32[16 * 40];
+    for (int i = 0; i < 16 * K; i++) x[i] = rein_rng_normal(&rng);
+    const int types[2] = {REIN_TYPE_F16, REIN_TYPE_BF16};
+    for (int t = 0; t < 2; t++) {
+        rein_qweight h, f;
+        uint8_t *dh = make_weight(types[t], M, K, &h);
+        float *vals = malloc(sizeof(float) * (size_t)M * K);
+        CHECK_OK(rein_dequantize(types[t], dh, vals, (int64_t)M * K));
+        f = (rein_qweight){.type = REIN_TYPE_F32, .data = vals, .row_bytes = (int64_t)K * 4,
+                           .rows = M, .cols = K};
+        for (int N = 1; N <= 16; N += 15) {
+            rein_qmatmul_nt(y16, x, &h, N, 0);
+            rein_qmatmul_nt(y32, x, &f, N, 0);
+            CHECKF(!memcmp(y16, y32, sizeof(float) * (size_t)N * M), "%s and F32, batch %d",
+                   rein_type_name(types[t]), N);
+        }
+        free(vals), free(dh);
+    }
+}
+
 int main(void) {
     rein_rng_seed(&rng, 4);
     printf("kernel: %s\n", rein_matmul_kernel_name());
@@ -191,6 +216,7 @@ int main(void) {
     check_type(REIN_TYPE_Q4_K, 48, 512);
     check_type(REIN_TYPE_Q6_K, 50, 256);
     check_multi();
+    check_float_types_agree();
     rein_set_threads(0);
     return test_finish();
 }

@@ -1,21 +1,20 @@
 /* qmatmul.c - decoding's matrix products: few activation rows times weights in their file types.
  *
  * The work is split over the rows of W (out): a task takes a run of rows of one weight of the
- * call. A weight with a repacked copy (rein_qmatmul_pack) goes to qpack.c's kernel, in whole
- * groups of 16 rows. F32 weights have kernels of their own below: nothing to dequantize, so they
- * are vectorized over weight rows (16 x 16 blocks transposed in registers) below batch 8 and over
- * activation rows from 8 on, each output one FMA chain per span of the reduction like qpack.c.
- * The other types are multiplied four rows at a time by the activation rows, up to four at a
- * time, while the next four rows are prefetched. The reduction goes in chunks of 32 elements (one
- * block of the 32-element formats, one sub-block of the 256-element K formats): a chunk of each of
- * the four weight rows is dequantized into two registers, exactly as quant.c's scalar code
- * computes it (same operations in the same order, no contraction), and multiplied into one
- * accumulator per (activation row, weight row). The accumulator of an output only ever sees its
- * own chunks in reduction order, then one horizontal sum, so grouping rows differently (another
- * N, another thread count) cannot change a bit.
- *
- * F16 and BF16 rows may end in a partial chunk; it is copied into a zero-padded chunk. The block
- * formats always fill their chunks (the loader checks that rows hold whole blocks).
+ * call, or the end of one and the start of the next. A weight with a repacked copy
+ * (rein_qmatmul_pack) goes to qpack.c's kernel, in whole groups of 16 rows. F32, F16 and BF16
+ * weights (converted exactly to f32 as they are loaded) have kernels of their own below: they are
+ * vectorized over weight rows (16 x 16 blocks transposed in registers) below batch 8 and over
+ * activation rows from 8 on, each output one FMA chain per span of the reduction like qpack.c, so
+ * the three give the same bits for the same values. The other block types are multiplied four
+ * rows at a time by the activation rows, up to four at a time, while the next four rows are
+ * prefetched. The reduction goes in chunks of 32 elements (one block of the 32-element formats,
+ * one sub-block of the 256-element K formats): a chunk of each of the four weight rows is
+ * dequantized into two registers, exactly as quant.c's scalar code computes it (same operations in
+ * the same order, no contraction), and multiplied into one accumulator per (activation row, weight
+ * row). The accumulator of an output only ever sees its own chunks in reduction order, then one
+ * horizontal sum, so grouping rows differently (another N, another thread count) cannot change a
+ * bit.
  */
 #include "kernels/qmatmul.h"
 #include "base/base.h"
@@ -43,12 +42,6 @@ int rein_qmatmul_supports(int type) {
     default:
         return 0;
     }
-}
-
-static float fp16_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return rein_fp16_to_fp32(h);
 }
 
 /* ---- plain reference and portable path ---------------------------------------------------- */
@@ -151,30 +144,10 @@ INLINE void q4k_sm(int j, const uint8_t *s, int *sc, int *m) {
     }
 }
 
-/* Chunk c (elements 32c .. 32c+31) of a weight row of `type`, as two vectors. */
+/* Chunk c (elements 32c .. 32c+31) of a weight row of a block `type`, as two vectors. */
 AVX512 INLINE void deq(int type, const uint8_t *row, int c, __m512 *lo, __m512 *hi) {
     const __m512i m4 = _mm512_set1_epi32(15);
     switch (type) {
-    case REIN_TYPE_F32: {
-        const float *f = (const float *)row + (int64_t)c * CH;
-        *lo = _mm512_loadu_ps(f);
-        *hi = _mm512_loadu_ps(f + 16);
-        break;
-    }
-    case REIN_TYPE_F16: {
-        const uint8_t *b = row + (int64_t)c * 64;
-        *lo = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
-        *hi = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 32)));
-        break;
-    }
-    case REIN_TYPE_BF16: {
-        const uint8_t *b = row + (int64_t)c * 64;
-        __m512i a = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)b));
-        __m512i d = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(b + 32)));
-        *lo = _mm512_castsi512_ps(_mm512_slli_epi32(a, 16));
-        *hi = _mm512_castsi512_ps(_mm512_slli_epi32(d, 16));
-        break;
-    }
     case REIN_TYPE_Q8_0: {
         const uint8_t *b = row + (int64_t)c * 34;
         __m512 d = _mm512_set1_ps(h2f(b));
@@ -251,31 +224,11 @@ AVX512 INLINE void deq(int type, const uint8_t *row, int c, __m512 *lo, __m512 *
 /* Bytes of one chunk of 32 elements (the K formats: the mean over their block). */
 INLINE int64_t chunk_bytes(int type) {
     switch (type) {
-    case REIN_TYPE_F32: return 128;
-    case REIN_TYPE_F16: case REIN_TYPE_BF16: return 64;
     case REIN_TYPE_Q8_0: return 34;
     case REIN_TYPE_Q4_0: return 18;
     case REIN_TYPE_Q4_1: return 20;
     case REIN_TYPE_Q4_K: return 18;
     default: return 26; /* Q6_K */
-    }
-}
-
-/* The partial last chunk of a row of a scalar type, zero-padded into buf (32). */
-static void tail_chunk(int type, const uint8_t *row, int k0, int n, float *buf) {
-    for (int k = 0; k < CH; k++) {
-        float v = 0;
-        if (k < n) {
-            int e = k0 + k;
-            if (type == REIN_TYPE_F32) memcpy(&v, row + 4 * (int64_t)e, 4);
-            else if (type == REIN_TYPE_F16) v = fp16_at(row + 2 * (int64_t)e);
-            else {
-                uint16_t h;
-                memcpy(&h, row + 2 * (int64_t)e, 2);
-                v = rein_bf16_to_fp32(h);
-            }
-        }
-        buf[k] = v;
     }
 }
 
@@ -289,7 +242,7 @@ AVX512 INLINE void tile(int type, int nx, const float *x, int K, const uint8_t *
     for (int i = 0; i < nx; i++)
 #pragma GCC unroll 4
         for (int q = 0; q < RW; q++) acc[i][q] = _mm512_setzero_ps();
-    const int nc = K / CH;
+    const int nc = K / CH; /* whole chunks: the loader checks that rows hold whole blocks */
     const int64_t bytes = chunk_bytes(type);
     for (int c = 0; c < nc; c++) {
         __m512 wl[RW], wh[RW];
@@ -306,19 +259,6 @@ AVX512 INLINE void tile(int type, int nx, const float *x, int K, const uint8_t *
             for (int q = 0; q < RW; q++) {
                 acc[i][q] = _mm512_fmadd_ps(xl, wl[q], acc[i][q]);
                 acc[i][q] = _mm512_fmadd_ps(xh, wh[q], acc[i][q]);
-            }
-        }
-    }
-    if (K % CH) {
-        float wt[RW][CH] __attribute__((aligned(64))), xt[CH] __attribute__((aligned(64)));
-        int k0 = nc * CH, n = K - k0;
-        for (int q = 0; q < RW; q++) tail_chunk(type, wr[q], k0, n, wt[q]);
-        for (int i = 0; i < nx; i++) {
-            for (int k = 0; k < CH; k++) xt[k] = k < n ? x[(int64_t)i * K + k0 + k] : 0.0f;
-            __m512 xl = _mm512_load_ps(xt), xh = _mm512_load_ps(xt + 16);
-            for (int q = 0; q < RW; q++) {
-                acc[i][q] = _mm512_fmadd_ps(xl, _mm512_load_ps(wt[q]), acc[i][q]);
-                acc[i][q] = _mm512_fmadd_ps(xh, _mm512_load_ps(wt[q] + 16), acc[i][q]);
             }
         }
     }
@@ -402,34 +342,50 @@ AVX512 static void x_columns(float *xt, const float *x, int K, int n, int k0, in
     }
 }
 
-/* F32 weights at batch < 8: y rows [r, r + nr) (nr <= 16) for NX activation rows, vectorized over
- * the 16 weight rows: each 16 x 16 block of weights is transposed in registers, then element k of
- * the 16 rows is one vector, multiplied into one sum per activation row. The same chains as
- * f32_by_x below, so either gives every output the same bits. `next` (or NULL): the next 16 rows,
- * 16 * ws floats from there, prefetched meanwhile in address order (one line per row and step,
- * 16 rows apart, streams markedly slower). */
-AVX512 INLINE void f32_by_rows(int NX, const float *x, int K, int span, const float *w0, int64_t ws,
-                               int nr, const float *next, float *y, int M, int from_y) {
+/* 16 elements (nk of them, the rest zero) of a row of F32, F16 or BF16 at p, exactly as f32. */
+AVX512 INLINE __m512 load_float16(int type, const uint8_t *p, int nk) {
+    if (type == REIN_TYPE_F32) return _mm512_maskz_loadu_ps((__mmask16)((1u << nk) - 1), p);
+    __m256i h;
+    if (nk == 16) {
+        h = _mm256_loadu_si256((const __m256i *)p);
+    } else {
+        uint16_t t[16] = {0};
+        memcpy(t, p, 2 * (size_t)nk);
+        h = _mm256_loadu_si256((const __m256i *)t);
+    }
+    if (type == REIN_TYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* BF16 */
+}
+
+/* Float weights (F32, F16, BF16) at batch < 8: y rows [r, r + nr) (nr <= 16) for NX activation
+ * rows, vectorized over the 16 weight rows (rb bytes apart, from w0): each 16 x 16 block of
+ * weights is transposed in registers, then element k of the 16 rows is one vector, multiplied
+ * into one sum per activation row. The same chains as float_by_x below, so either gives every
+ * output the same bits, and the three types the same bits for the same values. `next` (or NULL):
+ * the next 16 rows, prefetched meanwhile in address order (one line per row and step, 16 rows
+ * apart, streams markedly slower). */
+AVX512 INLINE void float_by_rows(int type, int NX, const float *x, int K, int span,
+                                 const uint8_t *w0, int64_t rb, int nr, const uint8_t *next,
+                                 float *y, int M, int from_y) {
+    const int es = type == REIN_TYPE_F32 ? 4 : 2;
     const __mmask16 rows = (__mmask16)((1u << nr) - 1);
     __m512 tot[4], sum[4];
 #pragma GCC unroll 4
     for (int i = 0; i < NX; i++)
         tot[i] = from_y ? _mm512_maskz_loadu_ps(rows, y + (int64_t)i * M) : _mm512_setzero_ps();
-    const float *pf = next, *pf_end = next ? next + 16 * ws : NULL;
+    const uint8_t *pf = next, *pf_end = next ? next + 16 * rb : NULL;
     for (int s0 = 0; s0 < K; s0 += span) {
         const int s1 = REIN_MIN(K, s0 + span);
 #pragma GCC unroll 4
         for (int i = 0; i < NX; i++) sum[i] = _mm512_setzero_ps();
         for (int k = s0; k < s1; k += 16) {
             const int nk = REIN_MIN(16, s1 - k);
-            const __mmask16 mk = (__mmask16)((1u << nk) - 1);
             __m512 b[16];
 #pragma GCC unroll 16
             for (int q = 0; q < 16; q++) {
-                const int64_t row = (q < nr ? q : 0) * ws;
                 if (pf < pf_end) _mm_prefetch((const char *)pf, _MM_HINT_T0);
-                pf += 16;
-                b[q] = _mm512_maskz_loadu_ps(mk, w0 + row + k);
+                pf += 64;
+                b[q] = load_float16(type, w0 + (q < nr ? q : 0) * rb + (int64_t)k * es, nk);
             }
             transpose16(b);
             const float *xk = x + k;
@@ -451,17 +407,20 @@ AVX512 INLINE void f32_by_rows(int NX, const float *x, int K, int span, const fl
     for (int i = 0; i < NX; i++) _mm512_mask_storeu_ps(y + (int64_t)i * M, rows, tot[i]);
 }
 
-/* F32 weights, vectorized over activation rows (16 lanes: up to 16 rows of x) rather than the
+/* Float weights, vectorized over activation rows (16 lanes: up to 16 rows of x) rather than the
  * reduction: each weight element is the broadcast operand of one FMA, so nothing is transposed or
  * reduced, and batched decoding fills every lane. Each output is one FMA chain per span of the
  * reduction (qpack_span), summed from zero and added to y span by span: the order of the packed
  * kernels and of the prefill GEMM. A task transposes up to XV_K columns of its x rows at a time
- * and walks its weight rows eight at a time, prefetching the next eight in address order. */
-AVX512 static void f32_by_x(const qjob *j, const rein_qweight *w, float *y, int r0, int r1) {
+ * and walks its weight rows eight at a time (F16 and BF16 converted to f32 first), prefetching
+ * the next eight in address order. */
+AVX512 INLINE void float_by_x(int type, const qjob *j, const rein_qweight *w, float *y, int r0,
+                              int r1) {
     enum { RX = 8, XV_K = 1024 };
-    float xt[16 * XV_K] __attribute__((aligned(64))); /* 64 KiB */
+    float xt[16 * XV_K] __attribute__((aligned(64)));     /* 64 KiB */
+    float wf[RX][XV_K] __attribute__((aligned(64)));      /* 32 KiB: F16, BF16 rows as f32 */
     const int K = w->cols, M = w->rows, span = qpack_span(K), chunk = XV_K / span * span;
-    const int64_t ws = w->row_bytes / 4;
+    const int64_t rb = w->row_bytes, es = type == REIN_TYPE_F32 ? 4 : 2;
     float buf[RX][16] __attribute__((aligned(64)));
     for (int i0 = 0; i0 < j->N; i0 += 16) {
         const int n = REIN_MIN(16, j->N - i0);
@@ -472,17 +431,27 @@ AVX512 static void f32_by_x(const qjob *j, const rein_qweight *w, float *y, int 
             if (n > 1) x_columns(xt, x, K, n, k0, kc);
             for (int r = r0; r < r1; r += RX) {
                 const int nr = REIN_MIN(RX, r1 - r);
+                const uint8_t *row0 = (const uint8_t *)w->data + (int64_t)r * rb + k0 * es;
                 const float *wq[RX];
-                for (int q = 0; q < RX; q++)
-                    wq[q] = (const float *)w->data + (r + (q < nr ? q : 0)) * ws + k0;
-                const float *next = r + 2 * RX <= r1 ? wq[0] + RX * ws : NULL;
+                for (int q = 0; q < RX; q++) {
+                    const uint8_t *wr = row0 + (q < nr ? q : 0) * rb;
+                    if (type == REIN_TYPE_F32) {
+                        wq[q] = (const float *)wr;
+                        continue;
+                    }
+                    for (int k = 0; k < kc; k += 16)
+                        _mm512_storeu_ps(wf[q] + k, load_float16(type, wr + k * es,
+                                                                 REIN_MIN(16, kc - k)));
+                    wq[q] = wf[q];
+                }
+                const uint8_t *next = r + 2 * RX <= r1 ? row0 + RX * rb : NULL;
                 __m512 tot[RX];
                 for (int q = 0; q < RX; q++) {
                     for (int i = 0; i < 16; i++)
                         buf[q][i] = from_y && i < n && q < nr ? yi[(int64_t)i * M + r + q] : 0.0f;
                     tot[q] = _mm512_load_ps(buf[q]);
                 }
-                int pr = 0, pc = 0; /* the next rows' prefetch, row by row through [k0, k0 + kc) */
+                int pr = 0, pc = 0; /* the next rows' prefetch, row by row through the chunk */
                 for (int s0 = 0; s0 < kc; s0 += span) {
                     const int s1 = REIN_MIN(kc, s0 + span);
                     __m512 acc[RX];
@@ -492,8 +461,8 @@ AVX512 static void f32_by_x(const qjob *j, const rein_qweight *w, float *y, int 
                         if (next && !(k & 15))
 #pragma GCC unroll 8
                             for (int q = 0; q < RX && pr < RX; q++) {
-                                _mm_prefetch((const char *)(next + pr * ws + pc), _MM_HINT_T0);
-                                if ((pc += 16) >= kc) pc = 0, pr++;
+                                _mm_prefetch((const char *)next + pr * rb + pc, _MM_HINT_T0);
+                                if ((pc += 64) >= kc * es) pc = 0, pr++;
                             }
                         const __m512 xv =
                             n > 1 ? _mm512_load_ps(xt + 16 * k) : _mm512_set1_ps(x[k0 + k]);
@@ -513,26 +482,27 @@ AVX512 static void f32_by_x(const qjob *j, const rein_qweight *w, float *y, int 
     }
 }
 
-/* F32: by activation rows from batch 8 on, else by weight rows, 16 at a time. */
-AVX512 static void rows_f32(const qjob *j, const rein_qweight *w, float *y, int r0, int r1) {
+/* Float weights: by activation rows from batch 8 on, else by weight rows, 16 at a time. */
+AVX512 INLINE void rows_float(int type, const qjob *j, const rein_qweight *w, float *y, int r0,
+                              int r1) {
     if (j->N >= 8) {
-        f32_by_x(j, w, y, r0, r1);
+        float_by_x(type, j, w, y, r0, r1);
         return;
     }
     const int K = w->cols, M = w->rows, span = qpack_span(K);
-    const int64_t ws = w->row_bytes / 4;
+    const int64_t rb = w->row_bytes;
     for (int i0 = 0; i0 < j->N;) {
         const int nx = j->N - i0 >= 4 ? 4 : j->N - i0 >= 2 ? 2 : 1;
         const float *x = j->x + (int64_t)i0 * K;
         for (int r = r0; r < r1; r += 16) {
             const int nr = REIN_MIN(16, r1 - r);
-            const float *w0 = (const float *)w->data + r * ws;
-            const float *next = r + 32 <= r1 ? w0 + 16 * ws : NULL;
+            const uint8_t *w0 = (const uint8_t *)w->data + r * rb;
+            const uint8_t *next = r + 32 <= r1 ? w0 + 16 * rb : NULL;
             float *yo = y + (int64_t)i0 * M + r;
             switch (nx) { /* constant row counts, so that the sums stay in registers */
-            case 4: f32_by_rows(4, x, K, span, w0, ws, nr, next, yo, M, j->acc); break;
-            case 2: f32_by_rows(2, x, K, span, w0, ws, nr, next, yo, M, j->acc); break;
-            default: f32_by_rows(1, x, K, span, w0, ws, nr, next, yo, M, j->acc); break;
+            case 4: float_by_rows(type, 4, x, K, span, w0, rb, nr, next, yo, M, j->acc); break;
+            case 2: float_by_rows(type, 2, x, K, span, w0, rb, nr, next, yo, M, j->acc); break;
+            default: float_by_rows(type, 1, x, K, span, w0, rb, nr, next, yo, M, j->acc); break;
             }
         }
         i0 += nx;
@@ -544,8 +514,14 @@ AVX512 static void rows_f32(const qjob *j, const rein_qweight *w, float *y, int 
                                    int r1) {                                                   \
         rows_generic(T, j, w, y, r0, r1);                                                      \
     }
-ROWS_FN(REIN_TYPE_F16, f16)
-ROWS_FN(REIN_TYPE_BF16, bf16)
+#define FLOAT_FN(T, name)                                                                      \
+    AVX512 static void rows_##name(const qjob *j, const rein_qweight *w, float *y, int r0,     \
+                                   int r1) {                                                   \
+        rows_float(T, j, w, y, r0, r1);                                                        \
+    }
+FLOAT_FN(REIN_TYPE_F32, f32)
+FLOAT_FN(REIN_TYPE_F16, f16)
+FLOAT_FN(REIN_TYPE_BF16, bf16)
 ROWS_FN(REIN_TYPE_Q8_0, q8_0)
 ROWS_FN(REIN_TYPE_Q4_0, q4_0)
 ROWS_FN(REIN_TYPE_Q4_1, q4_1)
