@@ -49,26 +49,12 @@ static double run(int kind, int T, int out, int in, const float *x, const float 
     return best;
 }
 
-int main(void) {
-    double peak = getenv("REIN_PEAK_GFLOPS") ? atof(getenv("REIN_PEAK_GFLOPS")) : 520.0;
-    double bpeak = 2 * peak; /* vdpbf16ps: two products per lane and instruction */
-    int threads = rein_get_threads();
-    void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
-    sgemm_fn sg = lib ? (sgemm_fn)(uintptr_t)dlsym(lib, "cblas_sgemm") : NULL;
-    set_threads_fn st = lib ? (set_threads_fn)(uintptr_t)dlsym(lib, "openblas_set_num_threads") : NULL;
-    if (st) st(threads);
-    const char *ct = getenv("OPENBLAS_CORETYPE");
-    printf("== GEMM, %d threads, rein kernel %s; OpenBLAS %s%s%s\n", threads,
-           rein_matmul_kernel_name(), sg ? "libopenblas.so.0" : "not found",
-           ct ? ", OPENBLAS_CORETYPE=" : "", ct ? ct : "");
-    rein_matmul_set_bf16(1);
-    int bf16 = rein_matmul_bf16();
-    rein_matmul_set_bf16(0);
-    printf("%-6s %-18s %10s %7s | %10s %7s | %6s | %10s %7s\n", "op", "shape (M,N,K)", "rein GF/s",
-           "% peak", "BLAS GF/s", "% peak", "ratio", "bf16 GF/s", "% bpeak");
+/* GFLOP/s of each product of each shape, with rein (bf16: its BF16 products) or BLAS (sg). */
+static void measure(sgemm_fn sg, int bf16, double gf[9]) {
     const int T = 1024, shapes[3][2] = {{1536, 576}, {576, 1536}, {49152, 576}};
     rein_rng r;
     rein_rng_seed(&r, 1);
+    rein_matmul_set_bf16(bf16);
     for (int s = 0; s < 3; s++) {
         int out = shapes[s][0], in = shapes[s][1];
         float *x = randn((int64_t)T * in, &r), *w = randn((int64_t)out * in, &r);
@@ -76,40 +62,60 @@ int main(void) {
         int64_t ny = REIN_MAX(REIN_MAX((int64_t)T * out, (int64_t)T * in), (int64_t)out * in);
         float *y = rein_malloc_aligned(sizeof(float) * (size_t)ny, 64);
         for (int kind = 0; kind < 3; kind++) {
-            static const char *names[3] = {"NT", "NN", "TN"};
-            /* the product's own (M, N, K): rows of the result, its columns, the reduction */
-            int M = kind == 2 ? out : T, N = kind == 0 ? out : in, K = kind == 0 ? in : kind == 1 ? out : T;
-            double flops = 2.0 * M * N * K;
+            double flops = 2.0 * T * out * in;
             int reps = flops > 3e10 ? 2 : 4;
-            run(kind, T, out, in, x, w, dy, y, NULL, 1); /* warm up */
-            double tr = run(kind, T, out, in, x, w, dy, y, NULL, reps);
-            double gr = flops / tr / 1e9, gb = 0;
-            if (sg) {
-                run(kind, T, out, in, x, w, dy, y, sg, 1);
-                gb = flops / run(kind, T, out, in, x, w, dy, y, sg, reps) / 1e9;
-            }
-            char shape[32], b1[16] = "n/a", b2[16] = "-", rt[16] = "-";
-            snprintf(shape, sizeof shape, "%dx%dx%d", M, N, K);
-            if (gb > 0) {
-                snprintf(b1, sizeof b1, "%.1f", gb);
-                snprintf(b2, sizeof b2, "%.1f%%", 100 * gb / peak);
-                snprintf(rt, sizeof rt, "%.2fx", gr / gb);
-            }
-            char h1[16] = "n/a", h2[16] = "-";
-            if (bf16) {
-                rein_matmul_set_bf16(1);
-                run(kind, T, out, in, x, w, dy, y, NULL, 1);
-                double gh = flops / run(kind, T, out, in, x, w, dy, y, NULL, reps) / 1e9;
-                rein_matmul_set_bf16(0);
-                snprintf(h1, sizeof h1, "%.1f", gh);
-                snprintf(h2, sizeof h2, "%.1f%%", 100 * gh / bpeak);
-            }
-            printf("%-6s %-18s %10.1f %6.1f%% | %10s %7s | %6s | %10s %7s\n", names[kind], shape, gr,
-                   100 * gr / peak, b1, b2, rt, h1, h2);
-            fflush(stdout);
+            run(kind, T, out, in, x, w, dy, y, sg, 1); /* warm up */
+            gf[3 * s + kind] = flops / run(kind, T, out, in, x, w, dy, y, sg, reps) / 1e9;
         }
         rein_free_aligned(x), rein_free_aligned(w), rein_free_aligned(dy), rein_free_aligned(y);
     }
+    rein_matmul_set_bf16(0);
+}
+
+int main(void) {
+    double peak = getenv("REIN_PEAK_GFLOPS") ? atof(getenv("REIN_PEAK_GFLOPS")) : 520.0;
+    double bpeak = 2 * peak; /* vdpbf16ps: two products per lane and instruction */
+    int threads = rein_get_threads();
+    rein_matmul_set_bf16(1);
+    int bf16 = rein_matmul_bf16();
+    rein_matmul_set_bf16(0);
+    /* rein first: OpenBLAS's threads spin for a while after it starts and after each call, which
+     * would take a core from whatever runs next */
+    double gr[9], gh[9], gb[9];
+    measure(NULL, 0, gr);
+    if (bf16) measure(NULL, 1, gh);
+    void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+    sgemm_fn sg = lib ? (sgemm_fn)(uintptr_t)dlsym(lib, "cblas_sgemm") : NULL;
+    set_threads_fn st = lib ? (set_threads_fn)(uintptr_t)dlsym(lib, "openblas_set_num_threads") : NULL;
+    if (st) st(threads);
+    if (sg) measure(sg, 0, gb);
+    const char *ct = getenv("OPENBLAS_CORETYPE");
+    printf("== GEMM, %d threads, rein kernel %s; OpenBLAS %s%s%s\n", threads,
+           rein_matmul_kernel_name(), sg ? "libopenblas.so.0" : "not found",
+           ct ? ", OPENBLAS_CORETYPE=" : "", ct ? ct : "");
+    printf("%-6s %-18s %10s %7s | %10s %7s | %6s | %10s %7s\n", "op", "shape (M,N,K)", "rein GF/s",
+           "% peak", "BLAS GF/s", "% peak", "ratio", "bf16 GF/s", "% bpeak");
+    const int T = 1024, shapes[3][2] = {{1536, 576}, {576, 1536}, {49152, 576}};
+    static const char *names[3] = {"NT", "NN", "TN"};
+    for (int s = 0; s < 3; s++)
+        for (int kind = 0; kind < 3; kind++) {
+            int out = shapes[s][0], in = shapes[s][1], i = 3 * s + kind;
+            /* the product's own (M, N, K): rows of the result, its columns, the reduction */
+            int M = kind == 2 ? out : T, N = kind == 0 ? out : in, K = kind == 0 ? in : kind == 1 ? out : T;
+            char shape[32], b1[16] = "n/a", b2[16] = "-", rt[16] = "-", h1[16] = "n/a", h2[16] = "-";
+            snprintf(shape, sizeof shape, "%dx%dx%d", M, N, K);
+            if (sg) {
+                snprintf(b1, sizeof b1, "%.1f", gb[i]);
+                snprintf(b2, sizeof b2, "%.1f%%", 100 * gb[i] / peak);
+                snprintf(rt, sizeof rt, "%.2fx", gr[i] / gb[i]);
+            }
+            if (bf16) {
+                snprintf(h1, sizeof h1, "%.1f", gh[i]);
+                snprintf(h2, sizeof h2, "%.1f%%", 100 * gh[i] / bpeak);
+            }
+            printf("%-6s %-18s %10.1f %6.1f%% | %10s %7s | %6s | %10s %7s\n", names[kind], shape, gr[i],
+                   100 * gr[i] / peak, b1, b2, rt, h1, h2);
+        }
     printf("%% of a %.0f GFLOP/s FP32 FMA peak; ratio = rein / OpenBLAS; bf16: rein with BF16 "
            "products (rein_matmul_set_bf16), %% of a %.0f GFLOP/s BF16 peak\n", peak, bpeak);
     if (lib) dlclose(lib);

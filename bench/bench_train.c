@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { B = 4, T = 256, STEPS = 3 };
 
@@ -123,6 +124,8 @@ int main(int argc, char **argv) {
         return one(argv[2], !strcmp(argv[3], "full"), atoi(argv[4]), atoi(argv[5]));
     if (argc > 1) path = argv[1];
     double peak = getenv("REIN_PEAK_GFLOPS") ? atof(getenv("REIN_PEAK_GFLOPS")) : 520.0;
+    long n_cores = sysconf(_SC_NPROCESSORS_ONLN); /* the peak is of all of them */
+    if (n_cores < 1) n_cores = 1;
     int have_torch = system("python3 -c 'import torch, transformers, peft' >/dev/null 2>&1") == 0;
     printf("== training: %s, %d x %d tokens a step; products f32, or BF16 with f32 accumulation\n",
            path, B, T);
@@ -148,7 +151,7 @@ int main(int argc, char **argv) {
                     continue;
                 }
                 double tps = bench_num(r, "tokens_per_s"), st = bench_num(r, "step_s");
-                double mfu = bench_num(r, "flops") / st / (peak * 1e9);
+                double mfu = bench_num(r, "flops") / st / (peak * 1e9 * th / n_cores);
                 char gap[16] = "-", d[32] = "n/a", dr[16] = "-", t[32] = "n/a", tr[16] = "-";
                 if (bf16 && f32) snprintf(gap, sizeof gap, "%.1e", loss_gap(r, f32));
                 if (td > 0) {
@@ -171,8 +174,9 @@ int main(int argc, char **argv) {
             cJSON_Delete(f32);
         }
     if (!have_torch) printf("(PyTorch not importable: pip install torch transformers peft to compare)\n");
-    printf("MFU against %.0f GFLOP/s FP32 FMA peak (BF16 rows too); loss gap: the largest relative "
+    printf("MFU against the FP32 FMA peak of the threads used (%.0f GFLOP/s for all %ld cores; BF16 "
+           "rows too); loss gap: the largest relative "
            "difference of the %d step losses from the f32 run's; ratio = rein / PyTorch (f32) "
-           "tokens/s\n", peak, STEPS + 1);
+           "tokens/s\n", peak, n_cores, STEPS + 1);
     return 0;
 }
