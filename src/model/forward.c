@@ -57,6 +57,7 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
         return rein_error(REIN_ERR_RANGE, "batch of %zu tokens is too large", n_tokens);
     if (kv->n_layers != c->n_layers || kv->kv_dim != c->n_kv_heads * c->head_dim)
         return rein_error(REIN_ERR_INVALID, "KV cache was made for another model");
+    REIN_TRY(rein_model_decode_prepare(m));
     const int n = (int)n_tokens;
     REIN_TRY(rein_workspace_reserve(m, n));
     rein_workspace *w = &m->ws;

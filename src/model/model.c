@@ -212,7 +212,8 @@ static rein_status load_weights(rein_model *m) {
 }
 
 /* The decode view: every linear weight and the output head as the file stores them, where the
- * decode kernels read that type (else the arena, as F32), the Q8_0 and Q4_1 ones repacked. */
+ * decode kernels read that type (else the arena, as F32); the Q8_0 and Q4_1 ones are repacked by
+ * rein_model_decode_prepare, at the first forward. */
 static rein_status decode_view_init(rein_model *m) {
     static const char *const names[REIN_LIN_COUNT] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                                       "ffn_gate", "ffn_up", "ffn_down"};
@@ -243,8 +244,14 @@ static rein_status decode_view_init(rein_model *m) {
                                          .row_bytes = (int64_t)cols * 4, .rows = rows,
                                          .cols = cols};
     }
-    REIN_TRY(rein_qmatmul_pack(m->dview, n, &m->dpack));
     m->dview_valid = 1;
+    return REIN_OK;
+}
+
+rein_status rein_model_decode_prepare(rein_model *m) {
+    if (m->dpack_done || !m->dview_valid) return REIN_OK;
+    REIN_TRY(rein_qmatmul_pack(m->dview, m->cfg.n_layers * REIN_LIN_COUNT + 1, &m->dpack));
+    m->dpack_done = 1;
     return REIN_OK;
 }
 

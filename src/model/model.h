@@ -93,6 +93,8 @@ struct rein_model {
     rein_qweight *dview;
     void *dpack; /* the repacked copies of the decode view's Q8_0 and Q4_1 weights (qpack.c) */
     int dview_valid;
+    int dpack_done; /* the copies are made at the first rein_model_forward, not at load, so that a
+                     * run that only trains never holds them */
 };
 
 /* Say that the f32 weights were changed in place (an optimizer step, a LoRA merge, a loaded
@@ -103,6 +105,8 @@ void rein_model_weights_changed(rein_model *m);
  * REIN_LIN_COUNT the output head (l ignored): the file's blocks while the view is valid, else the
  * arena as F32. */
 rein_qweight rein_model_decode_weight(const rein_model *m, int l, int which);
+/* Make the decode view's repacked copies if they are not made yet (rein_model_forward does). */
+rein_status rein_model_decode_prepare(rein_model *m);
 
 /* The weight of linear layer `which` of layer l, with its (out, in) shape. */
 float *rein_model_linear_weight(const rein_model *m, int l, int which, int *out_dim, int *in_dim);
