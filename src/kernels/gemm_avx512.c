@@ -116,6 +116,20 @@ AVX512 INLINE void micro_f32(const float *a, int64_t rs, int64_t ks, int rows, c
     }
 }
 
+/* The same for a panel of at most 16 columns (a LoRA adapter's rank): one vector a row, so that
+ * the padding half of the panel costs nothing. */
+AVX512 INLINE void micro_f32_16(const float *a, int64_t rs, int64_t ks, int rows,
+                                const float *panel, int64_t ldp, int kc, __m512 acc[MR][2]) {
+    const float *ar[MR];
+    for (int r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * rs;
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(panel + k * ldp);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++)
+            acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(ar[r][k * ks]), b0, acc[r][0]);
+    }
+}
+
 /* Packing B's columns (NT: rows of W, streamed from memory once) asks for the same bytes of the
  * columns two panels ahead, so that they are in cache when their turn comes. */
 #define PREFETCH_COLS (2 * PANEL)
@@ -231,11 +245,15 @@ AVX512 static void task_f32(const rein_gemm *g, int t) {
                     __m512 acc[MR][2];
                     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
                     prefetch_tile(g, i0 + ir, rows, c0);
-                    if (packed_a)
+                    const float *ai = g->a + (int64_t)(i0 + ir) * g->a_rs + k0;
+                    if (cols <= 16 && packed_a)
+                        micro_f32_16(apack + (int64_t)ir * kc, 1, MR, MR, panel, ldp, kc, acc);
+                    else if (cols <= 16)
+                        micro_f32_16(ai, g->a_rs, 1, rows, panel, ldp, kc, acc);
+                    else if (packed_a)
                         micro_f32(apack + (int64_t)ir * kc, 1, MR, MR, panel, ldp, kc, acc);
                     else
-                        micro_f32(g->a + (int64_t)(i0 + ir) * g->a_rs + k0, g->a_rs, 1, rows, panel, ldp,
-                                  kc, acc);
+                        micro_f32(ai, g->a_rs, 1, rows, panel, ldp, kc, acc);
                     store_tile(g, i0 + ir, rows, c0, cols, add, acc);
                 }
             }
