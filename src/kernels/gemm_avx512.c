@@ -20,6 +20,7 @@
  */
 #include "kernels/gemm.h"
 #include "base/base.h"
+#include "kernels/vtranspose.h"
 
 #include <string.h>
 
@@ -136,33 +137,6 @@ AVX512 INLINE void micro_f32_16(const float *a, int64_t rs, int64_t ks, int rows
 INLINE void prefetch_ahead(const float *p) {
     _mm_prefetch((const char *)p, _MM_HINT_T0);
     _mm_prefetch((const char *)(p + 16), _MM_HINT_T0);
-}
-
-/* Transpose 16 x 16: r[i][j] -> r[j][i] (as floats; 32-bit lanes of any kind). */
-AVX512 INLINE void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* u[4g + c], 128-bit lane l: rows 4g..4g+3 of column 4l + c */
-    for (int g = 0; g < 4; g++) {
-        r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-        r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
-        r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-        r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512 v0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44);
-        __m512 v1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xee);
-        __m512 v2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
-        __m512 v3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xee);
-        t[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-        t[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
-        t[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-        t[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
-    }
-    for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
 /* Pack B[k0:k0+kc, c0:c0+cols] into pack (kc, 32), zero-padding the columns past `cols`. */

@@ -18,6 +18,7 @@
  */
 #include "kernels/qmatmul.h"
 #include "base/base.h"
+#include "kernels/vtranspose.h"
 #include "kernels/matmul.h"
 #include "kernels/qpack.h"
 #include "kernels/quant.h"
@@ -294,37 +295,6 @@ AVX512 INLINE void rows_generic(int type, const qjob *j, const rein_qweight *w, 
                 for (int q = 0; q < nr; q++) yo[q] = j->acc ? yo[q] + out[i][q] : out[i][q];
             }
         }
-    }
-}
-
-/* r[c] = column c of the 16 x 16 block whose rows were r[0..15]. */
-AVX512 INLINE void transpose16(__m512 r[16]) {
-    __m512 t[16], u[16], v[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) { /* u[4i + c]: column c of each 128-bit lane, rows 4i..4i+3 */
-        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
-        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; c++) { /* v[2c], v[2c + 1]: columns c, c + 8 and c + 4, c + 12 */
-        v[2 * c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
-        v[2 * c + 1] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
-        v[8 + 2 * c] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-        v[8 + 2 * c + 1] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; c++) {
-        r[c] = _mm512_shuffle_f32x4(v[2 * c], v[8 + 2 * c], 0x88);
-        r[c + 8] = _mm512_shuffle_f32x4(v[2 * c], v[8 + 2 * c], 0xdd);
-        r[c + 4] = _mm512_shuffle_f32x4(v[2 * c + 1], v[8 + 2 * c + 1], 0x88);
-        r[c + 12] = _mm512_shuffle_f32x4(v[2 * c + 1], v[8 + 2 * c + 1], 0xdd);
     }
 }
 
