@@ -169,7 +169,55 @@ AVX512 static float dot_avx512(const float *a, const float *b, int D) {
     }
     return _mm512_reduce_add_ps(acc);
 }
+
+/* max of s[0..valid) (valid >= 1), times scale > 0 (which keeps the order). */
+AVX512 static float tile_max_avx512(const float *s, float scale, int valid) {
+    __mmask16 m = (__mmask16)(valid >= BK ? 0xffff : (1u << valid) - 1);
+    return _mm512_mask_reduce_max_ps(m, _mm512_maskz_loadu_ps(m, s)) * scale;
+}
+
+AVX512 static void scale_row_avx512(float *x, float c, int D) {
+    for (int d = 0; d < D; d += 16) {
+        __mmask16 m = (__mmask16)(D - d >= 16 ? 0xffff : (1u << (D - d)) - 1);
+        _mm512_mask_storeu_ps(x + d, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + d), _mm512_set1_ps(c)));
+    }
+}
+
+/* dp (BK) = p (BK) * (dp - di) */
+AVX512 static void ds_tile_avx512(float *dp, const float *p, float di) {
+    _mm512_storeu_ps(dp, _mm512_mul_ps(_mm512_loadu_ps(p),
+                                       _mm512_sub_ps(_mm512_loadu_ps(dp), _mm512_set1_ps(di))));
+}
 #endif
+
+static float tile_max(const att_job *j, const float *s, int valid) {
+#if defined(__x86_64__)
+    if (j->avx) return tile_max_avx512(s, j->scale, valid);
+#endif
+    float mx = -INFINITY;
+    for (int jj = 0; jj < valid; jj++) mx = fmaxf(mx, s[jj]);
+    return mx * j->scale;
+}
+
+static void scale_row(const att_job *j, float *x, float c) {
+#if defined(__x86_64__)
+    if (j->avx) {
+        scale_row_avx512(x, c, j->D);
+        return;
+    }
+#endif
+    for (int d = 0; d < j->D; d++) x[d] *= c;
+}
+
+static void ds_tile(const att_job *j, float *dp, const float *p, float di) {
+#if defined(__x86_64__)
+    if (j->avx) {
+        ds_tile_avx512(dp, p, di);
+        return;
+    }
+#endif
+    for (int jj = 0; jj < BK; jj++) dp[jj] = p[jj] * (dp[jj] - di);
+}
 
 static void scores(const att_job *j, float *s, const float *a, int64_t lda, int rows,
                    const float *bt) {
@@ -285,13 +333,11 @@ static void forward_task(void *ctx, int t, int n_tasks) {
             int qi = w.q0 + r % w.nq;
             int valid = REIN_MIN(nk, qi - j0 + 1); /* keys j0 .. qi of this tile */
             float *sr = s + r * BK;
-            float mx = m[r];
-            for (int jj = 0; jj < valid; jj++) mx = fmaxf(mx, sr[jj] * j->scale);
+            float mx = fmaxf(m[r], tile_max(j, sr, valid));
             float corr = expf(m[r] - mx); /* exp(-inf) = 0 on the first tile */
             l[r] = l[r] * corr + tile_exp(j, sr, sr, mx, valid);
             m[r] = mx;
-            if (corr != 1.0f)
-                for (int d = 0; d < D; d++) acc[r * D + d] *= corr;
+            if (corr != 1.0f) scale_row(j, acc + r * D, corr);
         }
         const float *vrow = j->v + ((int64_t)(w.base + j0) * j->KVH + w.g) * D;
         acc_ab(j, acc, D, s, BK, vrow, kv_ld, rows, nk);
@@ -348,7 +394,7 @@ static void probs_and_ds(const att_job *j, float *s, float *dp, int rows, int nq
         int valid = REIN_MIN(nk, qi - j0 + 1);
         float di = dotf(j, j->dout + row * D, j->o + row * D);
         tile_exp(j, s + r * BK, s + r * BK, j->lse_in[row], valid);
-        for (int jj = 0; jj < BK; jj++) dp[r * BK + jj] = s[r * BK + jj] * (dp[r * BK + jj] - di);
+        ds_tile(j, dp + r * BK, s + r * BK, di);
     }
 }
 
