@@ -334,8 +334,15 @@ void rein_embedding_backward(float *dtable, const float *dy, const int32_t *toke
     }
 }
 
+static void add_task(void *ctx, int t, int n_tasks) {
+    const ew_job *j = ctx;
+    int64_t i0 = t * j->per, i1 = REIN_MIN(j->n, i0 + j->per);
+    for (int64_t i = i0; i < i1; i++) j->o1[i] += j->a[i];
+}
+
 void rein_add_inplace(float *x, const float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+    ew_job j = {.o1 = x, .a = y, .n = n, .per = chunk_of(1)};
+    rein_parallel_for((int)((n + j.per - 1) / j.per), add_task, &j);
 }
 
 typedef struct att_job {
