@@ -15,6 +15,9 @@ ifeq ($(SAN),1)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 endif
+# `make BLAS=openblas BUILD=build-blas`: OpenBLAS does the f32 matrix products, for comparison. It
+# gives up what rein's kernel guarantees (the same sums whatever the batch, BF16 products), so
+# test_model_ref's batch-versus-alone check does not hold under it.
 ifeq ($(BLAS),openblas)
   CPPFLAGS += -DREIN_USE_OPENBLAS
   LDLIBS   += -lopenblas

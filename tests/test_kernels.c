@@ -113,7 +113,7 @@ static void test_matmul_blocked(int bf16) {
                                     {20, 16500, 40}}; /* the last: a split reduction */
     rein_matmul_set_bf16(bf16);
     if (bf16 && !rein_matmul_bf16()) {
-        printf("blocked matmul with BF16 products: not checked, this CPU has no AVX512_BF16\n");
+        printf("blocked matmul with BF16 products: not checked, none here (no AVX512_BF16, or a BLAS=openblas build)\n");
         rein_matmul_set_bf16(0);
         return;
     }

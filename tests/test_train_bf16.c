@@ -62,7 +62,7 @@ int main(void) {
     const char *path = test_default_model();
     if (!path) test_skip("the default model is not downloaded (make model)");
     rein_matmul_set_bf16(1);
-    if (!rein_matmul_bf16()) test_skip("this CPU has no AVX512_BF16 products");
+    if (!rein_matmul_bf16()) test_skip("no BF16 products here (no AVX512_BF16, or a BLAS=openblas build)");
     rein_matmul_set_bf16(0);
     rein_set_threads(2);
     rein_model *m = NULL;

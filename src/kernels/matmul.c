@@ -8,7 +8,8 @@
  *   streamed once from memory, four rows at a time, and the work is split over rows of W.
  * - otherwise (prefill, training): the blocked product of gemm.h, cut into tasks of (rows,
  *   column panels) and run by gemm_avx512.c, in f32 or, when rein_matmul_set_bf16 asks and the
- *   CPU can, with BF16 products and f32 accumulation.
+ *   CPU can, with BF16 products and f32 accumulation. A `make BLAS=openblas` build hands these
+ *   products to OpenBLAS instead, for comparison.
  * The references below are the plain triple loops in the same summation order per output (the
  * reduction index from 0 up), used by the tests; the fast paths differ from them only by float
  * rounding of reordered sums.
@@ -18,6 +19,10 @@
 #include "kernels/gemm.h"
 
 #include <string.h>
+
+#if defined(REIN_USE_OPENBLAS)
+#include <cblas.h>
+#endif
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -207,7 +212,11 @@ void rein_matmul_set_bf16(int on) {
 }
 
 int rein_matmul_bf16(void) {
+#if defined(REIN_USE_OPENBLAS)
+    return 0; /* OpenBLAS's products are f32 */
+#else
     return bf16_wanted && use_avx512() && rein_gemm_cpu_has_bf16();
+#endif
 }
 
 /* Scratch buffers for packed operands (0: A, 1: B, or the partial products of a split
@@ -239,6 +248,17 @@ static void *scratch_reserve(int i, size_t bytes) {
 /* Run a prepared product (y, strides, sizes, acc set) on the best path. */
 static void gemm_run(rein_gemm *g) {
     int nt = rein_get_threads();
+#if defined(REIN_USE_OPENBLAS)
+    /* `make BLAS=openblas`: the same product through OpenBLAS, for comparison (f32 only). Its
+     * 0.3.21 returns wrong sums when a leading dimension is 1, which rein's kernel does instead. */
+    int lda = (int)(g->a_ks == 1 ? g->a_rs : g->a_ks), ldb = (int)(g->b_cs == 1 ? g->b_ks : g->b_cs);
+    if (lda > 1 && ldb > 1 && g->ldy > 1) {
+        cblas_sgemm(CblasRowMajor, g->a_ks == 1 ? CblasNoTrans : CblasTrans,
+                    g->b_cs == 1 ? CblasNoTrans : CblasTrans, g->rows, g->cols, g->red, 1.0f, g->a,
+                    lda, g->b, ldb, g->acc ? 1.0f : 0.0f, g->y, (int)g->ldy);
+        return;
+    }
+#endif
 #if defined(__x86_64__)
     if (use_avx512()) {
         g->bf16 = rein_matmul_bf16();

@@ -180,7 +180,7 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
     if (o->bf16) {
         rein_matmul_set_bf16(1);
         if (!rein_matmul_bf16())
-            rein_log(REIN_LOG_WARN, "--bf16: this CPU has no AVX512_BF16 products; training in f32");
+            rein_log(REIN_LOG_WARN, "--bf16: no BF16 products here (no AVX512_BF16, or a BLAS=openblas build); training in f32");
     }
 
     /* the plan of every epoch, so that the schedule knows the total number of steps */
