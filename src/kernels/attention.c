@@ -170,9 +170,10 @@ AVX512 static float dot_avx512(const float *a, const float *b, int D) {
     return _mm512_reduce_add_ps(acc);
 }
 
-/* max of s[0..valid) (valid >= 1), times scale > 0 (which keeps the order). */
+/* max of s[0..valid), times scale > 0 (which keeps the order); -inf when valid <= 0 (a row whose
+ * query comes before every key of the tile). */
 AVX512 static float tile_max_avx512(const float *s, float scale, int valid) {
-    __mmask16 m = (__mmask16)(valid >= BK ? 0xffff : (1u << valid) - 1);
+    __mmask16 m = (__mmask16)(valid >= BK ? 0xffff : valid <= 0 ? 0 : (1u << valid) - 1);
     return _mm512_mask_reduce_max_ps(m, _mm512_maskz_loadu_ps(m, s)) * scale;
 }
 
