@@ -39,6 +39,7 @@
 typedef struct att_job {
     float *out, *lse, *dq, *dk, *dv; /* outputs of the forward, or of the backward */
     const float *q, *k, *v, *dout, *o, *lse_in;
+    float *di;            /* backward: (T, H) rowsum(dout * out), once per row, or NULL */
     const int32_t *cu;
     int n_seqs, T, H, KVH, D, G;
     int hc, bq;           /* heads per task (a divisor of G), queries per task */
@@ -393,10 +394,18 @@ static void probs_and_ds(const att_job *j, float *s, float *dp, int rows, int nq
         int hh = r / nq, qi = q0 + r % nq;
         int64_t row = (int64_t)(base + qi) * j->H + h0 + hh;
         int valid = REIN_MIN(nk, qi - j0 + 1);
-        float di = dotf(j, j->dout + row * D, j->o + row * D);
+        float di = j->di ? j->di[row] : dotf(j, j->dout + row * D, j->o + row * D);
         tile_exp(j, s + r * BK, s + r * BK, j->lse_in[row], valid);
         ds_tile(j, dp + r * BK, s + r * BK, di);
     }
+}
+
+/* D_i of the rows of tokens [64 t, 64 t + 64). */
+static void di_task(void *ctx, int t, int n_tasks) {
+    const att_job *j = ctx;
+    int64_t r1 = (int64_t)REIN_MIN(j->T, 64 * (t + 1)) * j->H;
+    for (int64_t row = (int64_t)64 * t * j->H; row < r1; row++)
+        j->di[row] = dotf(j, j->dout + row * j->D, j->o + row * j->D);
 }
 
 /* Pass 1: one task per key tile of one KV head; owns dk, dv of those rows. */
@@ -467,6 +476,11 @@ void rein_attention_train_backward(float *dq, float *dk, float *dv, const float 
     att_job j = {.dq = dq, .dk = dk, .dv = dv, .q = q, .k = k, .v = v, .dout = dout, .o = out,
                  .lse_in = lse};
     plan(&j, cu_seqlens, n_seqs, T, H, KVH, D, scale);
+    /* D_i = rowsum(dout * out) of each row, once rather than for every key tile it meets (no
+     * memory for it: each tile computes it again, as the same dot product) */
+    j.di = rein_malloc(sizeof(float) * (size_t)((int64_t)T * H + 1));
+    if (j.di) rein_parallel_for((T + 63) / 64, di_task, &j);
     rein_parallel_for(total_tasks(&j, 1), backward_kv_task, &j);
     rein_parallel_for(total_tasks(&j, 0), backward_q_task, &j);
+    rein_free(j.di);
 }
