@@ -207,6 +207,13 @@ rein_status rein_align_load_model(const char *model_path, const char *adapter_di
  * Each answer is committed as it ends. */
 rein_status rein_align_answer_pending(rein_rundb *db, rein_model *m, const rein_align_opts *o,
                                       const rein_align_inputs *in, const char *stage);
+/* Open the run database of o->out_dir: a new run records its settings, a resumed one must match
+ * them. */
+rein_status rein_align_open_run(const rein_align_opts *o, rein_rundb **out);
+/* Whether stage `name` is done; prints a line when it is skipped for that reason. */
+rein_status rein_align_skip_done(rein_rundb *db, const char *name, int *skip);
+/* The reason class of a filter's message: its text before the first ':' ("too short: 2 words"). */
+void rein_align_reason_class(const char *why, char *out, size_t n);
 /* A seed for item `i` of a stage, from the run's seed. */
 uint64_t rein_align_item_seed(uint64_t seed, const char *stage, uint64_t i);
 /* A copy of s[0..n) with white space trimmed at both ends (NULL when out of memory). */
