@@ -125,12 +125,6 @@ void rein_grad_scale(const rein_param_list *pl, float s) {
     rein_parallel_for(pl->n, scale_task, &j);
 }
 
-/* A NaN or an infinity makes the sum of squares (in double, which no float square overflows) NaN
- * or infinite, so the parallel norm answers it. */
-int rein_grad_nonfinite(const rein_param_list *pl) {
-    return !isfinite(rein_grad_norm(pl));
-}
-
 double rein_grad_clip(const rein_param_list *pl, double max_norm) {
     double norm = rein_grad_norm(pl);
     double coef = max_norm / (norm + 1e-6);

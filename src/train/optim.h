@@ -50,9 +50,8 @@ void rein_adamw_step(rein_adamw *o, const rein_param_list *pl, const rein_adamw_
 double rein_grad_norm(const rein_param_list *pl);
 /* Scale every gradient by s. */
 void rein_grad_scale(const rein_param_list *pl, float s);
-/* Whether any gradient is NaN or Inf. */
-int rein_grad_nonfinite(const rein_param_list *pl);
-/* Clip to max_norm as torch.nn.utils.clip_grad_norm_ does; returns the norm before clipping. */
+/* Clip to max_norm as torch.nn.utils.clip_grad_norm_ does; returns the norm before clipping,
+ * which is NaN or infinite exactly when some gradient is (the squares are summed in double). */
 double rein_grad_clip(const rein_param_list *pl, double max_norm);
 
 typedef enum rein_schedule { REIN_SCHED_CONSTANT, REIN_SCHED_LINEAR, REIN_SCHED_COSINE } rein_schedule;

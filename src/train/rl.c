@@ -771,12 +771,13 @@ rein_status rein_rl_run(rein_model *m, const rein_rl_opts *o, const rein_rl_prom
                 double dl = r->pg.loss + r->vf.loss + r->kl_term - loss0;
                 int64_t step_no = ((it * o->epochs) + e) * o->minibatches + mb;
                 lr = rein_lr_at(o->schedule, o->adam.lr, step_no, 0, total_steps) * r->state[1];
-                if (!isfinite(dl) || rein_grad_nonfinite(&r->pl)) {
+                double norm = rein_grad_clip(&r->pl, o->clip); /* non-finite: a bad gradient */
+                if (!isfinite(dl) || !isfinite(norm)) {
                     bad_iter = 1;
                     skipped_here++;
                     break;
                 }
-                r->grad_norm_sum += rein_grad_clip(&r->pl, o->clip);
+                r->grad_norm_sum += norm;
                 rein_adamw_step(&r->opt, &r->pl, &o->adam, lr);
                 r->n_updates++;
             }

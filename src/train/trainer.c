@@ -283,11 +283,14 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
             if (rein_test_hook("REIN_TEST_NAN_STEPS", cs.step + 1) && pl.n > 0)
                 pl.spans[0].g[0] = NAN; /* tests: poison this step's gradient */
             double mean = weight > 0 ? loss / weight : 0;
-            int bad = !isfinite(mean) || rein_grad_nonfinite(&pl);
-            double norm = 0;
+            /* one pass for the norm: a NaN or Inf gradient makes it non-finite (the clipping of a
+             * bad step is harmless: the step is skipped and its gradients zeroed) */
+            double norm = rein_grad_clip(&pl, o->clip);
+            int bad = !isfinite(mean) || !isfinite(norm);
             float lr = rein_lr_at(o->schedule, o->adam.lr, cs.step, warmup, total_steps);
             cs.micro = mb1;
             if (bad) {
+                norm = 0;
                 cs.n_skipped++;
                 if (++cs.bad_streak >= o->max_bad_steps) {
                     st = rein_error(REIN_ERR_NUMERIC,
@@ -301,7 +304,6 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
                             (long long)cs.step + 1);
             } else {
                 cs.bad_streak = 0;
-                norm = rein_grad_clip(&pl, o->clip);
                 rein_adamw_step(&opt, &pl, &o->adam, lr);
                 if (o->full) rein_model_weights_changed(m);
             }
