@@ -30,6 +30,17 @@ static const char help[] =
 
 enum { O_BETA = OPT_T_NEXT, O_LOSS, O_LS, O_ADAPTER };
 
+/* The DPO options training and evaluation share (--beta, --loss); 1 when opt was one of them. */
+static int dpo_option(const char *cmd, int opt, const char *arg, rein_dpo_params *dp) {
+    switch (opt) {
+    case O_BETA: dp->beta = (float)cli_parse_double(cmd, "--beta", arg, 1e-6, 1e6); return 1;
+    case O_LOSS:
+        if (rein_dpo_loss_from_name(arg, &dp->loss)) cli_die(cmd, REIN_ERR_INVALID);
+        return 1;
+    }
+    return 0;
+}
+
 /* `rein dpo eval`: accuracy, rewards, margin, kl and loss of an adapter against its base. */
 static int dpo_eval(int argc, char **argv) {
     static const struct option opts[] = {
@@ -49,12 +60,8 @@ static int dpo_eval(int argc, char **argv) {
             fputs(help, stdout);
             return 0;
         }
-        if (cli_train_option(cmd, c, optarg, &a)) continue;
+        if (cli_train_option(cmd, c, optarg, &a) || dpo_option(cmd, c, optarg, &dp)) continue;
         switch (c) {
-        case O_BETA: dp.beta = (float)cli_parse_double(cmd, "--beta", optarg, 1e-6, 1e6); break;
-        case O_LOSS:
-            if (rein_dpo_loss_from_name(optarg, &dp.loss)) cli_die(cmd, REIN_ERR_INVALID);
-            break;
         case O_ADAPTER: adapter = optarg; break;
         default: cli_usage_error(cmd, "unknown option");
         }
@@ -104,12 +111,8 @@ int cmd_dpo(int argc, char **argv) {
             fputs(cli_train_help, stdout);
             return 0;
         }
-        if (cli_train_option(cmd, c, optarg, &a)) continue;
+        if (cli_train_option(cmd, c, optarg, &a) || dpo_option(cmd, c, optarg, &dp)) continue;
         switch (c) {
-        case O_BETA: dp.beta = (float)cli_parse_double(cmd, "--beta", optarg, 1e-6, 1e6); break;
-        case O_LOSS:
-            if (rein_dpo_loss_from_name(optarg, &dp.loss)) cli_die(cmd, REIN_ERR_INVALID);
-            break;
         case O_LS:
             dp.label_smoothing = (float)cli_parse_double(cmd, "--label-smoothing", optarg, 0, 0.4999);
             break;
