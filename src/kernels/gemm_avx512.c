@@ -1,12 +1,14 @@
 /* gemm_avx512.c - the AVX-512 kernels of the blocked product (gemm.h), f32 and BF16.
  *
- * A task owns a chunk of rows of y and a group of at most NCP panels of 32 columns. For each block
- * of the reduction it packs its panels of B once (W^T transposed in 16 x 16 register blocks; in
- * f32, whole panels of B's own rows (NN, TN) are read in place instead), so that one reduction
- * step of a panel is two 16-wide loads, then walks its rows in blocks of MC, and multiplies each block by every
- * panel, 8 rows at a time into 16 accumulator registers (8 rows x 32 columns). Each block of the
- * reduction is summed from zero and added to y afterwards, so products are rounded at the size of a
- * dot product, not of what y already holds (a large residual stream).
+ * A task owns a chunk of rows of y and a group of panels of 32 columns (at most NCP when it packs
+ * them; every panel when f32 panels are read in place from B's own rows, NN and TN). For each
+ * block of the reduction it packs its panels of B once (W^T transposed in 16 x 16 register
+ * blocks), so that one reduction step of a panel is two 16-wide loads, then walks its rows in
+ * blocks of MC, and multiplies each block by every panel, 8 rows at a time into 16 accumulator
+ * registers (8 rows x 32 columns); with panels in place, row blocks are the outer loop instead
+ * (task_f32). Each block of the reduction is summed from zero and added to y afterwards, so
+ * products are rounded at the size of a dot product, not of what y already holds (a large
+ * residual stream).
  *
  * f32: rows of A that are contiguous in the reduction (NT, NN) are read in place, a broadcast per
  * row and step; A read across rows (TN: dW = dY^T X, where a step of the reduction jumps a whole
@@ -169,69 +171,113 @@ AVX512 static void pack_b_f32(float *pack, const rein_gemm *g, int k0, int kc, i
 }
 
 /* Pack A[i0:i0+mc, k0:k0+kc] of a TN product (a_rs == 1: a step of the reduction is a row of a)
- * into micro-panels of MR rows, (kc, MR) each, zero-padding rows past mc. */
-AVX512 static void pack_a_f32(float *pack, const rein_gemm *g, int i0, int mc, int k0, int kc) {
-    for (int m = 0; m * MR < mc; m++) {
-        int n = REIN_MIN(MR, mc - m * MR);
-        __mmask16 mask = (__mmask16)((1u << n) - 1);
-        float *dst = pack + (int64_t)m * kc * MR;
-        const float *src = g->a + (int64_t)k0 * g->a_ks + i0 + m * MR;
-        for (int k = 0; k < kc; k++)
-            _mm256_store_ps(dst + k * MR, _mm512_castps512_ps256(_mm512_maskz_loadu_ps(
-                                              mask, src + (int64_t)k * g->a_ks)));
+ * into micro-panels of MR rows, (kc, MR) each, zero-padding rows past mc. Each step's mc values
+ * are one contiguous piece of a row of a, read whole (a row of the output head's dY is 196 KB, so
+ * every step is a page of its own). The rows of the block packed next ([ni0, ni0 + mc) x
+ * [nk0, nk0 + kc), when nk0 >= 0) are fetched into L2 on the way, so that its pack does not wait
+ * on memory a step at a time. */
+#define PF_ROWS 8
+AVX512 static void pack_a_f32(float *pack, const rein_gemm *g, int i0, int mc, int k0, int kc,
+                              int ni0, int nk0) {
+    int nv = (mc + 15) / 16;
+    for (int k = 0; k < kc; k++) {
+        const float *src = g->a + (int64_t)(k0 + k) * g->a_ks + i0;
+        if (k + PF_ROWS < kc) {
+            const char *nx = (const char *)(src + PF_ROWS * g->a_ks);
+            for (int l = 0; l < nv; l++) _mm_prefetch(nx + 64 * l, _MM_HINT_T0);
+        }
+        for (int v = 0; v < nv; v++) {
+            int n = REIN_MIN(16, mc - 16 * v);
+            __m512 x = _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), src + 16 * v);
+            /* micro-panels 2v and 2v + 1; rows past mc are zero */
+            _mm256_store_ps(pack + (int64_t)(2 * v) * kc * MR + k * MR, _mm512_castps512_ps256(x));
+            if (16 * v + MR < mc)
+                _mm256_store_ps(pack + (int64_t)(2 * v + 1) * kc * MR + k * MR,
+                                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+        }
     }
 }
 
+/* Where a task's panel p of reduction block k0 lies: in place in B's rows (direct), in the copy
+ * packed once for every task (g->b_packed), or in the task's own pack. */
+typedef struct panels_f32 {
+    const float *own; /* the task's own pack, panel p at own + (p - p0) * KC * PANEL */
+    int direct, kb, p0;
+} panels_f32;
+
+INLINE const float *panel_f32(const rein_gemm *g, const panels_f32 *ps, int p, int k0,
+                              int64_t *ldp) {
+    *ldp = PANEL;
+    if (ps->direct) {
+        *ldp = g->b_ks;
+        return g->b + (int64_t)k0 * g->b_ks + p * PANEL;
+    }
+    if (g->b_packed)
+        return (const float *)g->b_packed + ((int64_t)(k0 / ps->kb) * g->n_panels + p) * ps->kb * PANEL;
+    return ps->own + (int64_t)(p - ps->p0) * KC * PANEL;
+}
+
+/* Rows [i0, i0 + mc) of y, panels [p0, p1), (+)= the product over reduction block [k0, k0 + kc). */
+AVX512 static void block_f32(const rein_gemm *g, const panels_f32 *ps, int i0, int mc, int k0,
+                             int kc, int p1, float *apack, int ni0, int nk0) {
+    const int packed_a = g->a_ks != 1, add = k0 > 0 || g->acc;
+    if (packed_a) pack_a_f32(apack, g, i0, mc, k0, kc, ni0, nk0);
+    for (int p = ps->p0; p < p1; p++) {
+        int64_t ldp;
+        const float *panel = panel_f32(g, ps, p, k0, &ldp);
+        int c0 = p * PANEL, cols = REIN_MIN(PANEL, g->cols - c0);
+        for (int ir = 0; ir < mc; ir += MR) {
+            int rows = REIN_MIN(MR, mc - ir);
+            __m512 acc[MR][2];
+            for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+            prefetch_tile(g, i0 + ir, rows, c0);
+            const float *ai = g->a + (int64_t)(i0 + ir) * g->a_rs + k0;
+            if (cols <= 16 && packed_a)
+                micro_f32_16(apack + (int64_t)ir * kc, 1, MR, MR, panel, ldp, kc, acc);
+            else if (cols <= 16)
+                micro_f32_16(ai, g->a_rs, 1, rows, panel, ldp, kc, acc);
+            else if (packed_a)
+                micro_f32(apack + (int64_t)ir * kc, 1, MR, MR, panel, ldp, kc, acc);
+            else
+                micro_f32(ai, g->a_rs, 1, rows, panel, ldp, kc, acc);
+            store_tile(g, i0 + ir, rows, c0, cols, add, acc);
+        }
+    }
+}
+
+/* A task's blocks in one of two orders, with the same sums either way (each block of the
+ * reduction summed from zero, then added to y in reduction order):
+ * - the task packs B itself: reduction blocks outside, so that each packed block of panels serves
+ *   every row of the task;
+ * - B is read in place or was packed once for every task: row blocks outside, so that a block of
+ *   y (MC rows of the task's panels) stays in cache through the whole reduction instead of being
+ *   read and written again from memory for each reduction block (the output head's weight
+ *   gradient is 113 MB of y). */
 AVX512 static void task_f32(const rein_gemm *g, int t) {
     static _Thread_local float bpack[NCP * KC * PANEL] __attribute__((aligned(64))); /* 384 KiB */
     static _Thread_local float apack[MC * KC] __attribute__((aligned(64)));          /* 128 KiB */
     int i_begin, i_end, p0, p1;
     task_range(g, t, &i_begin, &i_end, &p0, &p1);
-    const int packed_a = g->a_ks != 1;
-    /* B's rows hold whole panels in place (NN, TN, when every panel of the task is full) */
-    const int direct = g->b_cs == 1 && !g->b_packed && p1 * PANEL <= g->cols;
-    const int kb = block_len(g->red, KC);
-    for (int k0 = 0; k0 < g->red; k0 += kb) {
-        int kc = REIN_MIN(kb, g->red - k0), add = k0 > 0 || g->acc;
-        const float *bp = bpack; /* panel p at bp + (p - p0) * stride */
-        int64_t stride = KC * PANEL;
-        if (g->b_packed) { /* packed once for every task */
-            stride = (int64_t)kb * PANEL;
-            bp = (const float *)g->b_packed + ((int64_t)(k0 / kb) * g->n_panels + p0) * stride;
-        } else if (!direct) {
-            for (int p = p0; p < p1; p++)
-                pack_b_f32(bpack + (p - p0) * KC * PANEL, g, k0, kc, p * PANEL,
-                           REIN_MIN(PANEL, g->cols - p * PANEL));
-        }
-        for (int i0 = i_begin; i0 < i_end; i0 += MC) {
-            int mc = REIN_MIN(MC, i_end - i0);
-            if (packed_a) pack_a_f32(apack, g, i0, mc, k0, kc);
-            for (int p = p0; p < p1; p++) {
-                const float *panel = bp + (p - p0) * stride;
-                int64_t ldp = PANEL;
-                if (direct) { /* whole panels of rows of B, read in place */
-                    panel = g->b + (int64_t)k0 * g->b_ks + p * PANEL;
-                    ldp = g->b_ks;
-                }
-                int c0 = p * PANEL, cols = REIN_MIN(PANEL, g->cols - c0);
-                for (int ir = 0; ir < mc; ir += MR) {
-                    int rows = REIN_MIN(MR, mc - ir);
-                    __m512 acc[MR][2];
-                    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-                    prefetch_tile(g, i0 + ir, rows, c0);
-                    const float *ai = g->a + (int64_t)(i0 + ir) * g->a_rs + k0;
-                    if (cols <= 16 && packed_a)
-                        micro_f32_16(apack + (int64_t)ir * kc, 1, MR, MR, panel, ldp, kc, acc);
-                    else if (cols <= 16)
-                        micro_f32_16(ai, g->a_rs, 1, rows, panel, ldp, kc, acc);
-                    else if (packed_a)
-                        micro_f32(apack + (int64_t)ir * kc, 1, MR, MR, panel, ldp, kc, acc);
-                    else
-                        micro_f32(ai, g->a_rs, 1, rows, panel, ldp, kc, acc);
-                    store_tile(g, i0 + ir, rows, c0, cols, add, acc);
-                }
+    panels_f32 ps = {bpack, g->b_cs == 1 && !g->b_packed && p1 * PANEL <= g->cols,
+                     block_len(g->red, KC), p0};
+    if (ps.direct || g->b_packed) {
+        for (int i0 = i_begin; i0 < i_end; i0 += MC)
+            for (int k0 = 0; k0 < g->red; k0 += ps.kb) {
+                int last = k0 + ps.kb >= g->red; /* the next block: this one's right, or below */
+                block_f32(g, &ps, i0, REIN_MIN(MC, i_end - i0), k0, REIN_MIN(ps.kb, g->red - k0),
+                          p1, apack, last ? i0 + MC : i0,
+                          last ? (i0 + MC < i_end ? 0 : -1) : k0 + ps.kb);
             }
-        }
+        return;
+    }
+    for (int k0 = 0; k0 < g->red; k0 += ps.kb) {
+        int kc = REIN_MIN(ps.kb, g->red - k0);
+        for (int p = p0; p < p1; p++)
+            pack_b_f32(bpack + (p - p0) * KC * PANEL, g, k0, kc, p * PANEL,
+                       REIN_MIN(PANEL, g->cols - p * PANEL));
+        for (int i0 = i_begin; i0 < i_end; i0 += MC)
+            block_f32(g, &ps, i0, REIN_MIN(MC, i_end - i0), k0, kc, p1, apack, i0 + MC,
+                      i0 + MC < i_end ? k0 : -1);
     }
 }
 
@@ -511,7 +557,10 @@ void rein_gemm_run_split(rein_gemm *g, float *partial, int n_slices) {
 int rein_gemm_plan(rein_gemm *g, int n_threads) {
     enum { PANEL_COLS = 32, MAX_PANELS = 12, ROW_UNIT = 8 };
     g->n_panels = (g->cols + PANEL_COLS - 1) / PANEL_COLS;
-    int n_groups = (g->n_panels + MAX_PANELS - 1) / MAX_PANELS;
+    /* f32 panels read in place from B's rows (NN, TN; task_f32) need no pack buffer: one group
+     * of every panel, so that each task reads its rows of A once */
+    int direct = !g->bf16 && g->b_cs == 1 && g->cols % PANEL_COLS == 0;
+    int n_groups = direct ? 1 : (g->n_panels + MAX_PANELS - 1) / MAX_PANELS;
     g->panels_per_task = (g->n_panels + n_groups - 1) / n_groups;
     n_groups = (g->n_panels + g->panels_per_task - 1) / g->panels_per_task;
     /* too few panel groups for the threads: split the rows too, in chunks of at least 64 */
