@@ -2,9 +2,11 @@
  *
  * The work is split over the rows of W (out): a task takes a run of rows of one weight of the
  * call, or the end of one and the start of the next. A weight with a repacked copy
- * (rein_qmatmul_pack) goes to qpack.c's kernel, in whole groups of 16 rows. F32, F16 and BF16
- * weights (converted exactly to f32 as they are loaded) have kernels of their own below: they are
- * vectorized over weight rows (16 x 16 blocks transposed in registers) below batch 8 and over
+ * (rein_qmatmul_pack) goes to qpack.c's kernel, in whole groups of 16 rows; in the int8 mode
+ * (rein_qmatmul_set_int8) a weight with an int8 copy goes to qpack_vnni.c's instead, x quantized
+ * once per call for all the weights of the call. F32, F16 and BF16 weights (converted exactly to
+ * f32 as they are loaded) have kernels of their own below: they are vectorized over weight rows
+ * (16 x 16 blocks transposed in registers) below batch 8 and over
  * activation rows from 8 on, each output one FMA chain per span of the reduction like qpack.c, so
  * the three give the same bits for the same values. The other block types are multiplied four
  * rows at a time by the activation rows, up to four at a time, while the next four rows are
@@ -21,6 +23,7 @@
 #include "kernels/vtranspose.h"
 #include "kernels/matmul.h"
 #include "kernels/qpack.h"
+#include "kernels/qpack_vnni.h"
 #include "kernels/quant.h"
 
 #include <string.h>
@@ -43,6 +46,19 @@ int rein_qmatmul_supports(int type) {
     default:
         return 0;
     }
+}
+
+static int int8_wanted;
+
+void rein_qmatmul_set_int8(int on) {
+    int8_wanted = on;
+}
+
+int rein_qmatmul_int8(void) {
+    static int cpu = -1;
+    if (!int8_wanted || !rein_kernels_use_avx512()) return 0;
+    if (cpu < 0) cpu = qvnni_cpu();
+    return cpu;
 }
 
 /* ---- plain reference and portable path ---------------------------------------------------- */
@@ -71,6 +87,7 @@ typedef struct qjob {
     int n_w, N, acc;
     int64_t per;
     int fast;             /* AVX-512 path */
+    const qvnni_x *xq;    /* x quantized, in the int8 mode (for the weights with packed_int8) */
     /* The weights' rows end to end, each weight's padded to whole tiles (`align` rows): weight i
      * holds [start[i], start[i + 1]), and task t the rows [t * per, (t + 1) * per) of that. */
     int64_t start[MAX_W + 1];
@@ -517,6 +534,10 @@ static void rows_avx512(const qjob *j, const rein_qweight *w, float *y, int r0, 
 static void weight_rows(const qjob *j, int i, int r0, int r1) {
     const rein_qweight *w = &j->w[i];
 #if defined(__x86_64__)
+    if (j->xq && w->packed_int8) {
+        qvnni_rows(w, j->xq, j->N, j->y[i], j->acc, r0 / QPACK_G, (r1 + QPACK_G - 1) / QPACK_G);
+        return;
+    }
     if (j->fast && w->packed) {
         qpack_rows(w, j->x, j->N, j->y[i], j->acc, r0 / QPACK_G, (r1 + QPACK_G - 1) / QPACK_G);
         return;
@@ -547,7 +568,7 @@ void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *
     qjob j = {.y = y, .x = x, .w = w, .n_w = n_w, .N = N, .acc = accumulate};
     int64_t align = RW;
     for (int i = 0; i < n_w; i++) {
-        if (w[i].packed) align = QPACK_G;
+        if (w[i].packed || w[i].packed_int8) align = QPACK_G;
         REIN_ASSERT(rein_qmatmul_supports(w[i].type) && w[i].cols == w[0].cols);
         REIN_ASSERT(w[i].cols % rein_type_block_size(w[i].type) == 0);
     }
@@ -569,7 +590,20 @@ void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *
     per = REIN_MAX(16, (per + align - 1) / align * align);
     j.per = per;
     j.fast = rein_kernels_use_avx512();
+    /* the int8 mode: x quantized once for all the weights of the call that read it (when the
+     * buffer cannot be had, the exact path runs) */
+    void *xmem = NULL;
+    qvnni_x xq;
+    int int8 = 0;
+    for (int i = 0; i < n_w; i++) int8 |= w[i].packed_int8 != NULL;
+    if (int8 && rein_qmatmul_int8())
+        xmem = rein_malloc_aligned(qvnni_x_size(N, w[0].cols), 64);
+    if (xmem) {
+        qvnni_quantize(x, N, w[0].cols, xmem, &xq);
+        j.xq = &xq;
+    }
     rein_parallel_for((int)((total + per - 1) / per), qtask, &j);
+    rein_free_aligned(xmem);
 }
 
 void rein_qmatmul_nt(float *y, const float *x, const rein_qweight *w, int N, int accumulate) {

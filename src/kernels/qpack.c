@@ -24,9 +24,14 @@
  * once per call. While a tile runs, the next tile's bytes are prefetched in address order, as far
  * through as the tile is through its own (a few KB ahead in each group's stream instead read
  * markedly slower, and one thread most of all).
+ *
+ * This is the exact mode's layout. rein_qmatmul_pack, here, also makes the int8 mode's
+ * (qpack_vnni.c) when that mode is on: each in a field of its own (packed, packed_int8), so a copy
+ * is never read as the other.
  */
 #include "kernels/qpack.h"
 #include "base/base.h"
+#include "kernels/qpack_vnni.h"
 #include "kernels/quant.h"
 
 #include <string.h>
@@ -86,13 +91,20 @@ typedef struct pack_job {
     rein_qweight *w;
     uint8_t *block;
     const size_t *off; /* (n) each weight's place in block, or SIZE_MAX */
+    int int8;          /* the int8 mode's layout (qpack_vnni.c), else this file's */
 } pack_job;
 
 static void pack_task(void *ctx, int i, int n) {
     pack_job *j = ctx;
     if (j->off[i] == SIZE_MAX) return;
-    qpack_write(&j->w[i], j->block + j->off[i]);
-    j->w[i].packed = j->block + j->off[i];
+    uint8_t *at = j->block + j->off[i];
+    if (j->int8) {
+        qvnni_write(&j->w[i], at);
+        j->w[i].packed_int8 = at;
+    } else {
+        qpack_write(&j->w[i], at);
+        j->w[i].packed = at;
+    }
 }
 
 rein_status rein_qmatmul_pack(rein_qweight *w, int n, void **block) {
@@ -103,10 +115,12 @@ rein_status rein_qmatmul_pack(rein_qweight *w, int n, void **block) {
 #else
     return REIN_OK; /* only the AVX-512 kernels read packed copies */
 #endif
+    const int int8 = rein_qmatmul_int8();
     size_t *off = rein_malloc(sizeof(size_t) * (size_t)(n ? n : 1)), total = 0;
     if (!off) return REIN_ERR_NOMEM;
     for (int i = 0; i < n; i++) {
-        size_t b = qpack_size(&w[i]);
+        const int has = int8 ? w[i].packed_int8 != NULL : w[i].packed != NULL;
+        size_t b = has ? 0 : int8 ? qvnni_size(&w[i]) : qpack_size(&w[i]);
         off[i] = b ? total : SIZE_MAX;
         total += (b + 63) / 64 * 64;
     }
@@ -122,7 +136,7 @@ rein_status rein_qmatmul_pack(rein_qweight *w, int n, void **block) {
         }
         uint8_t *at = (uint8_t *)(((uintptr_t)*block + align - 1) / align * align);
         if (align == HUGE_PAGE) madvise(at, total, MADV_HUGEPAGE); /* a hint */
-        pack_job j = {w, at, off};
+        pack_job j = {w, at, off, int8};
         rein_parallel_for(n, pack_task, &j);
     }
     rein_free(off);
@@ -263,16 +277,7 @@ AVX512 INLINE void rows_of(int type, const rein_qweight *w, const float *x, int 
             case 16 * 16 + 1: TILE(16, 1); break;
             case 8 * 16 + 2: TILE(8, 2); break;
             case 8 * 16 + 1: TILE(8, 1); break;
-            case 4 * 16 + 2: TILE(4, 2); break;
-            case 4 * 16 + 1: TILE(4, 1); break;
-            case 2 * 16 + 4: TILE(2, 4); break;
-            case 2 * 16 + 3: TILE(2, 3); break;
-            case 2 * 16 + 2: TILE(2, 2); break;
-            case 2 * 16 + 1: TILE(2, 1); break;
-            case 1 * 16 + 4: TILE(1, 4); break;
-            case 1 * 16 + 3: TILE(1, 3); break;
-            case 1 * 16 + 2: TILE(1, 2); break;
-            default: TILE(1, 1); break;
+            QPACK_SMALL_TILES(TILE);
             }
 #undef TILE
             g += np;

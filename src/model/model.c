@@ -213,7 +213,7 @@ static rein_status load_weights(rein_model *m) {
 
 /* The decode view: every linear weight and the output head as the file stores them, where the
  * decode kernels read that type (else the arena, as F32); the Q8_0 and Q4_1 ones are repacked by
- * rein_model_decode_prepare, at the first forward. */
+ * rein_model_decode_prepare, at the first forward in each decode mode (exact, int8). */
 static rein_status decode_view_init(rein_model *m) {
     static const char *const names[REIN_LIN_COUNT] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                                       "ffn_gate", "ffn_up", "ffn_down"};
@@ -249,9 +249,10 @@ static rein_status decode_view_init(rein_model *m) {
 }
 
 rein_status rein_model_decode_prepare(rein_model *m) {
-    if (m->dpack_done || !m->dview_valid) return REIN_OK;
-    REIN_TRY(rein_qmatmul_pack(m->dview, m->cfg.n_layers * REIN_LIN_COUNT + 1, &m->dpack));
-    m->dpack_done = 1;
+    const int mode = rein_qmatmul_int8(); /* the layout rein_qmatmul_pack makes now */
+    if (m->dpack_done[mode] || !m->dview_valid) return REIN_OK;
+    REIN_TRY(rein_qmatmul_pack(m->dview, m->cfg.n_layers * REIN_LIN_COUNT + 1, &m->dpack[mode]));
+    m->dpack_done[mode] = 1;
     return REIN_OK;
 }
 
@@ -329,7 +330,8 @@ void rein_model_free(rein_model *m) {
     rein_free_aligned(m->arena);
     rein_free(m->layers);
     rein_free(m->dview);
-    rein_qmatmul_pack_free(m->dpack);
+    rein_qmatmul_pack_free(m->dpack[0]);
+    rein_qmatmul_pack_free(m->dpack[1]);
     rein_gguf_free(m->gguf);
     rein_free(m);
 }

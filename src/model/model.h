@@ -91,10 +91,11 @@ struct rein_model {
      * those of the arena, so the decode path reads whichever is fewer bytes; once the arena's
      * weights change (rein_model_weights_changed) it reads the arena. */
     rein_qweight *dview;
-    void *dpack; /* the repacked copies of the decode view's Q8_0 and Q4_1 weights (qpack.c) */
+    void *dpack[2]; /* the repacked copies of the decode view's Q8_0 and Q4_1 weights: [0] the
+                     * exact mode's (qpack.c), [1] the int8 mode's (qpack_vnni.c), if used */
     int dview_valid;
-    int dpack_done; /* the copies are made at the first rein_model_forward, not at load, so that a
-                     * run that only trains never holds them */
+    int dpack_done[2]; /* each copy is made at the first rein_model_forward in its mode, not at
+                        * load, so that a run that only trains never holds them */
 };
 
 /* Say that the f32 weights were changed in place (an optimizer step, a LoRA merge, a loaded
