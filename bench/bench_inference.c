@@ -10,6 +10,8 @@
  */
 #include "benchutil.h"
 #include "base/base.h"
+#include "kernels/qmatmul.h"
+#include "model/model.h"
 
 #include <cjson/cJSON.h>
 #include <string.h>
@@ -57,13 +59,30 @@ static void peer(const char *model, int threads, double *pp, double *tg, char *w
     rein_buf_free(&out);
 }
 
-/* rein's figures for one model file at the current thread count. */
+/* rein's figures for one model file at the current thread count; the int8 ones (decoding with
+ * int8 activations, rein_qmatmul_set_int8) 0 where that mode does not run or the file's linear
+ * weights are not Q8_0 or Q4_1. */
 typedef struct figures {
-    double pp, tg1, tg16;
+    double pp, tg1, tg16, tg1_int8, tg16_int8;
 } figures;
 
+enum { NP = 512, NG = 128, NB = 16 };
+
+/* Decode NG steps of b sequences (one token each, one forward a step): tokens/s. */
+static double decode(rein_model *m, rein_kv_cache *kv, float *logits, int b) {
+    int32_t tok[NB], sq[NB];
+    rein_kv_cache_clear(kv, -1);
+    for (int i = 0; i < b; i++) tok[i] = 200 + i, sq[i] = i;
+    rein_model_forward(m, kv, tok, sq, (size_t)b, NULL, logits); /* warm: copies made, pages in */
+    double t = rein_time_now();
+    for (int s = 0; s < NG; s++) {
+        for (int i = 0; i < b; i++) tok[i] = (tok[i] * 31 + 7) % 40000 + 100;
+        rein_model_forward(m, kv, tok, sq, (size_t)b, NULL, logits);
+    }
+    return b * NG / (rein_time_now() - t);
+}
+
 static void measure(rein_model *m, figures *f) {
-    enum { NP = 512, NG = 128, NB = 16 };
     const rein_model_config *c = rein_model_get_config(m);
     int32_t *toks = rein_malloc(sizeof(int32_t) * NP), *seq = rein_calloc(NP, 4);
     for (int i = 0; i < NP; i++) toks[i] = (i * 7919 + 13) % 40000 + 100;
@@ -82,21 +101,15 @@ static void measure(rein_model *m, figures *f) {
         rein_model_forward(m, kv, toks, seq, NP, want, logits);
         f->pp = REIN_MAX(f->pp, NP / (rein_time_now() - t));
     }
-    /* decode: batch 1, then NB sequences a step (one token each, one forward) */
-    for (int b = 1; b <= NB; b += NB - 1) {
-        int32_t tok[NB], sq[NB];
-        rein_kv_cache_clear(kv, -1);
-        for (int i = 0; i < b; i++) tok[i] = 200 + i, sq[i] = i;
-        rein_model_forward(m, kv, tok, sq, (size_t)b, NULL, logits);
-        double t = rein_time_now();
-        for (int s = 0; s < NG; s++) {
-            for (int i = 0; i < b; i++) tok[i] = (tok[i] * 31 + 7) % 40000 + 100;
-            rein_model_forward(m, kv, tok, sq, (size_t)b, NULL, logits);
-        }
-        double tps = b * NG / (rein_time_now() - t);
-        if (b == 1) f->tg1 = tps;
-        else f->tg16 = tps;
+    f->tg1 = decode(m, kv, logits, 1);
+    f->tg16 = decode(m, kv, logits, NB);
+    const int type = rein_model_decode_weight(m, 0, 0).type;
+    rein_qmatmul_set_int8(1);
+    if (rein_qmatmul_int8() && (type == REIN_TYPE_Q8_0 || type == REIN_TYPE_Q4_1)) {
+        f->tg1_int8 = decode(m, kv, logits, 1);
+        f->tg16_int8 = decode(m, kv, logits, NB);
     }
+    rein_qmatmul_set_int8(0);
     rein_kv_cache_free(kv);
     rein_free(toks), rein_free(seq), rein_free(logits), rein_free(want);
 }
@@ -104,6 +117,20 @@ static void measure(rein_model *m, figures *f) {
 static void ratio(char *buf, size_t n, double a, double b) {
     if (b > 0) snprintf(buf, n, "%.2fx", a / b);
     else snprintf(buf, n, "-");
+}
+
+/* One line: rein's figure, the peer's, their ratio, and (when batch1 > 0) the ratio to rein's
+ * batch 1 in the same mode. */
+static void row(const char *file, const char *th, const char *test, double tps, const char *peer_s,
+                double peer_tps, double batch1) {
+    char r[16], r1[16];
+    ratio(r, sizeof r, tps, peer_tps);
+    printf("%-34s %-3s %-14s %10.1f %10s %8s", file, th, test, tps, peer_s, r);
+    if (batch1 > 0) {
+        ratio(r1, sizeof r1, tps, batch1);
+        printf("  (%s rein batch 1)", r1);
+    }
+    printf("\n");
 }
 
 int main(int argc, char **argv) {
@@ -139,22 +166,21 @@ int main(int argc, char **argv) {
         for (int threads = 1; threads <= max_threads;
              threads = threads < max_threads ? max_threads : threads + 1) {
             rein_set_threads(threads);
-            figures f = {0, 0, 0};
+            figures f = {0};
             measure(m, &f);
             double ppp, ptg;
             peer(files[fi], threads, &ppp, &ptg, who, sizeof who);
-            char p1[16] = "n/a", p2[16] = "n/a", r1[16], r2[16], r3[16], r4[16], th[16];
+            char p1[16] = "n/a", p2[16] = "n/a", th[16];
             if (ppp > 0) snprintf(p1, sizeof p1, "%.1f", ppp);
             if (ptg > 0) snprintf(p2, sizeof p2, "%.1f", ptg);
-            ratio(r1, sizeof r1, f.pp, ppp);
-            ratio(r2, sizeof r2, f.tg1, ptg);
-            ratio(r3, sizeof r3, f.tg16, ptg);
-            ratio(r4, sizeof r4, f.tg16, f.tg1);
             snprintf(th, sizeof th, "%d", threads);
-            printf("%-34s %-3s %-14s %10.1f %10s %8s\n", base, th, "pp512", f.pp, p1, r1);
-            printf("%-34s %-3s %-14s %10.1f %10s %8s\n", "", th, "tg128 batch 1", f.tg1, p2, r2);
-            printf("%-34s %-3s %-14s %10.1f %10s %8s  (%s rein batch 1)\n", "", th,
-                   "tg128 batch 16", f.tg16, p2, r3, r4);
+            row(base, th, "pp512", f.pp, p1, ppp, 0);
+            row("", th, "tg128 batch 1", f.tg1, p2, ptg, 0);
+            row("", th, "tg128 batch 16", f.tg16, p2, ptg, f.tg1);
+            if (f.tg1_int8 > 0) {
+                row("", th, "tg128 b1 int8", f.tg1_int8, p2, ptg, 0);
+                row("", th, "tg128 b16 int8", f.tg16_int8, p2, ptg, f.tg1_int8);
+            }
             fflush(stdout);
             base = "";
         }
