@@ -35,7 +35,8 @@ void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t
 /* Causal attention for N query rows with grouped-query heads, one online-softmax pass over keys.
  * q (N, H, D); for query row i, keys k[i] (n_keys[i], KVH * D) and values v[i] likewise, rows
  * `kv_stride` floats apart; query head h reads KV head h / (H / KVH). out (N, H, D).
- * out[i,h] = sum_t softmax_t(scale * q[i,h] . k[i][t,g]) v[i][t,g]. Threaded over (i, h). */
+ * out[i,h] = sum_t softmax_t(scale * q[i,h] . k[i][t,g]) v[i][t,g]. Threaded over (i, h), or
+ * over (i, KV head) in a batch; each row's result is the same whatever N (attention_decode.c). */
 void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, int D,
                             const float *const *k, const float *const *v, const int *n_keys,
                             int64_t kv_stride, float scale);

@@ -1,0 +1,213 @@
+/* attention_decode.c - attention for decoding: a few query rows, each against its own keys and
+ * values (a sequence's KV cache), with grouped-query heads.
+ *
+ * One online-softmax pass over the keys per (row, head): in chunks of ATT_CHUNK keys, the scores,
+ * the chunk's maximum (rescaling what was summed under the old one), the weights with the vector
+ * exp, then the weighted values. On the AVX-512 path, for head sizes 64 and 128:
+ * - the query heads that share a KV head are handled together (up to ATT_G at once), so each key
+ *   and value vector is loaded once for the group and the accumulators stay in registers;
+ * - the scores of 16 keys are formed as 16 vectors of partial products and summed horizontally
+ *   in one tree (hsum16) rather than one reduction per key.
+ * Each head's arithmetic is the same whether it runs alone or with the others of its group, and
+ * each row's whether it runs alone or in a batch, so a sequence decoded in a batch gets the bits
+ * it would get alone; batch 1 runs heads one at a time (more tasks than KV heads for the threads),
+ * larger batches whole groups.
+ */
+#include "kernels/ops.h"
+#include "base/base.h"
+#include "kernels/matmul.h"
+#include "kernels/vexp.h"
+
+#include <math.h>
+
+typedef struct att_job {
+    float *out;
+    const float *q;
+    int N, H, KVH, D;
+    const float *const *k, *const *v;
+    const int *n_keys;
+    int64_t kv_stride;
+    float scale;
+    int avx;
+    int per_task; /* query heads a task takes together (1, or the heads of a KV head, <= ATT_G) */
+} att_job;
+
+#define ATT_CHUNK 128 /* keys whose scores are formed before their softmax weights */
+#define ATT_G 4       /* query heads sharing a KV head handled together, at most */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+/* Lane j of the result = the sum of the 16 lanes of v[j]: pairs of vectors interleaved and added
+ * within 128-bit lanes, then across them, 45 operations for 16 sums. */
+AVX512 INLINE __m512 hsum16(const __m512 *v) {
+    __m512 s[8], u[4], w[2];
+    for (int i = 0; i < 8; i++) /* lane l: v2i, v2i+1 at positions {0, 2} and {1, 3} */
+        s[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                             _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++) /* lane l, position p: v4i+p over elements 4l..4l+3 */
+        u[i] = _mm512_add_ps(_mm512_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int i = 0; i < 2; i++) /* lanes: u2i over lanes (0,1), (2,3), then u2i+1 likewise */
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* G query heads (q[h], out o[h]) of one row against one KV head, D = 16 * DV. */
+AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const *q,
+                             const float *kb, const float *vb, int n_keys, int64_t stride,
+                             float scale) {
+    __m512 acc[ATT_G][16];
+    float mx[ATT_G], den[ATT_G];
+    float sc[ATT_G][ATT_CHUNK] __attribute__((aligned(64)));
+    for (int h = 0; h < G; h++) {
+        for (int d = 0; d < DV; d++) acc[h][d] = _mm512_setzero_ps();
+        mx[h] = -INFINITY, den[h] = 0;
+    }
+    for (int j0 = 0; j0 < n_keys; j0 += ATT_CHUNK) {
+        const int nk = REIN_MIN(ATT_CHUNK, n_keys - j0);
+        for (int jb = 0; jb < nk; jb += 16) {
+            __m512 part[ATT_G][16];
+            const int nj = REIN_MIN(16, nk - jb);
+            for (int j = 0; j < 16; j++) {
+                if (j >= nj) {
+                    for (int h = 0; h < G; h++) part[h][j] = _mm512_setzero_ps();
+                    continue;
+                }
+                const float *ks = kb + (int64_t)(j0 + jb + j) * stride;
+                __m512 kv[16];
+                for (int d = 0; d < DV; d++) kv[d] = _mm512_loadu_ps(ks + 16 * d);
+                for (int h = 0; h < G; h++) {
+                    __m512 s = _mm512_mul_ps(_mm512_loadu_ps(q[h]), kv[0]);
+                    for (int d = 1; d < DV; d++)
+                        s = _mm512_fmadd_ps(_mm512_loadu_ps(q[h] + 16 * d), kv[d], s);
+                    part[h][j] = s;
+                }
+            }
+            const __mmask16 m = (__mmask16)((1u << nj) - 1);
+            for (int h = 0; h < G; h++)
+                _mm512_mask_storeu_ps(sc[h] + jb, m,
+                                      _mm512_mul_ps(hsum16(part[h]), _mm512_set1_ps(scale)));
+        }
+        for (int h = 0; h < G; h++) {
+            __m512 vmax = _mm512_set1_ps(-INFINITY);
+            for (int j = 0; j < nk; j += 16) {
+                __mmask16 m = (__mmask16)(nk - j >= 16 ? 0xffff : (1u << (nk - j)) - 1);
+                vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, sc[h] + j));
+            }
+            const float cmax = _mm512_reduce_max_ps(vmax);
+            if (cmax > mx[h]) {
+                const __m512 c = _mm512_set1_ps(expf(mx[h] - cmax)); /* 0 on the first chunk */
+                den[h] *= _mm512_cvtss_f32(c);
+                for (int d = 0; d < DV; d++) acc[h][d] = _mm512_mul_ps(acc[h][d], c);
+                mx[h] = cmax;
+            }
+            for (int j = 0; j < nk; j += 16) {
+                __mmask16 m = (__mmask16)(nk - j >= 16 ? 0xffff : (1u << (nk - j)) - 1);
+                __m512 e = _mm512_maskz_mov_ps(
+                    m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc[h] + j), _mm512_set1_ps(mx[h]))));
+                _mm512_mask_storeu_ps(sc[h] + j, m, e);
+                den[h] += _mm512_reduce_add_ps(e);
+            }
+        }
+        for (int j = 0; j < nk; j++) {
+            const float *vs = vb + (int64_t)(j0 + j) * stride;
+            __m512 vv[16];
+            for (int d = 0; d < DV; d++) vv[d] = _mm512_loadu_ps(vs + 16 * d);
+            for (int h = 0; h < G; h++) {
+                const __m512 p = _mm512_set1_ps(sc[h][j]);
+                for (int d = 0; d < DV; d++) acc[h][d] = _mm512_fmadd_ps(p, vv[d], acc[h][d]);
+            }
+        }
+    }
+    for (int h = 0; h < G; h++) {
+        const __m512 inv = _mm512_set1_ps(den[h] > 0 ? 1.0f / den[h] : 0.0f);
+        for (int d = 0; d < DV; d++) _mm512_storeu_ps(o[h] + 16 * d, _mm512_mul_ps(acc[h][d], inv));
+    }
+}
+
+/* The instantiations: constant G and DV, so that the loops unroll and the sums stay in registers. */
+AVX512 static void att_group_avx512(int G, int DV, float *const *o, const float *const *q,
+                                    const float *kb, const float *vb, int n_keys, int64_t stride,
+                                    float scale) {
+#define CASE(g, dv)                                                                            \
+    case (g) * 16 + (dv): att_group(g, dv, o, q, kb, vb, n_keys, stride, scale); return
+    switch (G * 16 + DV) {
+        CASE(1, 4); CASE(2, 4); CASE(3, 4); CASE(4, 4);
+        CASE(1, 8); CASE(2, 8); CASE(3, 8); CASE(4, 8);
+    default: att_group(G, DV, o, q, kb, vb, n_keys, stride, scale); /* other sizes, not unrolled */
+    }
+#undef CASE
+}
+#endif
+
+/* One (row, head), any D: the plain loop, key by key. */
+static void att_head_portable(const att_job *a, float *oh, const float *qh, const float *kb,
+                              const float *vb, int n_keys) {
+    const int D = a->D;
+    float acc[1024];
+    for (int d = 0; d < D; d++) acc[d] = 0;
+    float mx = -INFINITY, den = 0;
+    for (int s = 0; s < n_keys; s++) {
+        const float *ks = kb + (int64_t)s * a->kv_stride;
+        float dot = 0;
+        for (int d = 0; d < D; d++) dot += qh[d] * ks[d];
+        dot *= a->scale;
+        const float *vs = vb + (int64_t)s * a->kv_stride;
+        if (dot > mx) {
+            float c = expf(mx - dot); /* rescale what was summed under the old maximum */
+            den *= c;
+            for (int d = 0; d < D; d++) acc[d] *= c;
+            mx = dot;
+        }
+        float p = expf(dot - mx);
+        den += p;
+        for (int d = 0; d < D; d++) acc[d] += p * vs[d];
+    }
+    float inv = den > 0 ? 1.0f / den : 0.0f;
+    for (int d = 0; d < D; d++) oh[d] = acc[d] * inv;
+}
+
+/* Task t: row i, query heads [h0, h0 + per_task) (all of one KV head). */
+static void att_task(void *ctx, int t, int n_tasks) {
+    const att_job *a = ctx;
+    const int tasks_per_row = a->H / a->per_task, i = t / tasks_per_row;
+    const int h0 = (t % tasks_per_row) * a->per_task, g = h0 / (a->H / a->KVH), D = a->D;
+    const float *kb = a->k[i] + (int64_t)g * D, *vb = a->v[i] + (int64_t)g * D;
+    float *o[ATT_G];
+    const float *q[ATT_G];
+    for (int h = 0; h < a->per_task; h++) {
+        q[h] = a->q + ((int64_t)i * a->H + h0 + h) * D;
+        o[h] = a->out + ((int64_t)i * a->H + h0 + h) * D;
+    }
+#if defined(__x86_64__)
+    if (a->avx) {
+        att_group_avx512(a->per_task, D / 16, o, q, kb, vb, a->n_keys[i], a->kv_stride, a->scale);
+        return;
+    }
+#endif
+    for (int h = 0; h < a->per_task; h++) att_head_portable(a, o[h], q[h], kb, vb, a->n_keys[i]);
+}
+
+void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, int D,
+                            const float *const *k, const float *const *v, const int *n_keys,
+                            int64_t kv_stride, float scale) {
+    REIN_ASSERT(D <= 1024 && KVH > 0 && H % KVH == 0);
+    att_job a = {out, q, N, H, KVH, D, k, v, n_keys, kv_stride, scale, 0, 1};
+    a.avx = rein_kernels_use_avx512() && D % 16 == 0 && D <= 256;
+    /* whole groups when there are enough of them for the threads (a batch), else a head a task:
+     * the largest divisor of the group size that is at most ATT_G */
+    const int group = H / KVH;
+    if (a.avx && (int64_t)N * KVH >= 4 * rein_get_threads())
+        for (int g = REIN_MIN(ATT_G, group); g >= 1; g--)
+            if (group % g == 0) {
+                a.per_task = g;
+                break;
+            }
+    rein_parallel_for(N * (H / a.per_task), att_task, &a);
+}

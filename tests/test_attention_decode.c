@@ -1,0 +1,95 @@
+/* test_attention_decode.c - decoding's attention (rein_attention_forward) against a plain
+ * reference in double, on both paths, for the head sizes and grouped-query shapes of Llama-family
+ * models; and the batch invariant: a row computed in a batch of 16 (whole KV groups a task) has the
+ * bits it has alone (a head a task).
+ */
+#include "testutil.h"
+#include "base/base.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+static rein_rng rng;
+
+/* out[i,h] for every row and head, in double, the softmax over all of a row's keys at once. */
+static void reference(double *ref, const float *q, int N, int H, int KVH, int D,
+                      const float *const *k, const float *const *v, const int *n_keys,
+                      int64_t stride, float scale) {
+    double *s = rein_malloc(sizeof(double) * 4096);
+    for (int i = 0; i < N; i++)
+        for (int h = 0; h < H; h++) {
+            const int g = h / (H / KVH);
+            double mx = -INFINITY, den = 0;
+            for (int t = 0; t < n_keys[i]; t++) {
+                s[t] = 0;
+                for (int d = 0; d < D; d++)
+                    s[t] += (double)q[((int64_t)i * H + h) * D + d] * k[i][t * stride + g * D + d];
+                s[t] *= scale;
+                mx = fmax(mx, s[t]);
+            }
+            for (int t = 0; t < n_keys[i]; t++) den += exp(s[t] - mx);
+            double *r = ref + ((int64_t)i * H + h) * D;
+            for (int d = 0; d < D; d++) r[d] = 0;
+            for (int t = 0; t < n_keys[i]; t++)
+                for (int d = 0; d < D; d++) r[d] += exp(s[t] - mx) / den * v[i][t * stride + g * D + d];
+        }
+    rein_free(s);
+}
+
+/* N rows of H heads over KVH KV heads of size D; row i has its own keys (n_keys[i] of them). */
+static void check_shape(int N, int H, int KVH, int D, int max_keys) {
+    const int64_t stride = (int64_t)KVH * D + 16; /* KV rows need not be packed */
+    float *q = test_randn(&rng, (int64_t)N * H * D, 1);
+    float *kb = test_randn(&rng, (int64_t)N * max_keys * stride, 1);
+    float *vb = test_randn(&rng, (int64_t)N * max_keys * stride, 1);
+    const float *k[16], *v[16];
+    int n_keys[16];
+    static const int lens[] = {1, 15, 16, 17, 128, 129, 300, 2, 33, 255, 64, 7, 200, 31, 144, 99};
+    for (int i = 0; i < N; i++) {
+        k[i] = kb + (int64_t)i * max_keys * stride;
+        v[i] = vb + (int64_t)i * max_keys * stride;
+        n_keys[i] = REIN_MIN(max_keys, lens[i % 16]);
+    }
+    const float scale = 1.0f / sqrtf((float)D);
+    const int64_t n = (int64_t)N * H * D;
+    double *ref = rein_malloc(sizeof(double) * (size_t)n);
+    float *o = rein_malloc(sizeof(float) * (size_t)n), *alone = rein_malloc(sizeof(float) * (size_t)(H * D));
+    reference(ref, q, N, H, KVH, D, k, v, n_keys, stride, scale);
+    for (int portable = 0; portable <= 1; portable++) {
+        rein_matmul_force_portable(portable);
+        rein_attention_forward(o, q, N, H, KVH, D, k, v, n_keys, stride, scale);
+        int bad = 0;
+        for (int64_t e = 0; e < n && !bad; e++)
+            if (!(fabs(o[e] - ref[e]) <= 2e-6 + 2e-5 * fabs(ref[e]))) {
+                fprintf(stderr, "N=%d H=%d KVH=%d D=%d %s: element %lld: %.9g vs %.9g\n", N, H,
+                        KVH, D, portable ? "portable" : "fast", (long long)e, o[e], ref[e]);
+                bad = 1;
+            }
+        CHECK(!bad);
+        for (int i = 0; i < N; i++) { /* each row alone: the same bits */
+            rein_attention_forward(alone, q + (int64_t)i * H * D, 1, H, KVH, D, k + i, v + i,
+                                   n_keys + i, stride, scale);
+            CHECKF(!memcmp(alone, o + (int64_t)i * H * D, sizeof(float) * (size_t)(H * D)),
+                   "N=%d H=%d KVH=%d D=%d row %d: batched and alone differ", N, H, KVH, D, i);
+        }
+    }
+    rein_matmul_force_portable(0);
+    rein_free(q), rein_free(kb), rein_free(vb), rein_free(ref), rein_free(o), rein_free(alone);
+}
+
+int main(void) {
+    rein_rng_seed(&rng, 77);
+    rein_set_threads(2);
+    /* SmolLM2 (9 heads over 3), Llama 3 (D 128, groups of 4), groups larger than a task takes
+     * (6 and 8: tasks of 3 and 4 heads), no grouping (H == KVH), multi-query (KVH 1), and head
+     * sizes off the unrolled ones (48: the generic vector loop; 40: the portable loop) */
+    static const int shapes[][3] = {{9, 3, 64},  {8, 2, 128}, {12, 2, 64}, {16, 2, 64},
+                                    {4, 4, 64},  {4, 1, 128}, {6, 3, 48},  {4, 2, 40},
+                                    {8, 8, 256}, {2, 1, 16}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int N = 1; N <= 16; N += 15)
+            check_shape(N, shapes[s][0], shapes[s][1], shapes[s][2], 300);
+    return test_finish();
+}
