@@ -65,7 +65,9 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
     __m512 acc[ATT_G][16];
     float mx[ATT_G], den[ATT_G];
     float sc[ATT_G][ATT_CHUNK] __attribute__((aligned(64)));
+#pragma GCC unroll 16
     for (int h = 0; h < G; h++) {
+#pragma GCC unroll 16
         for (int d = 0; d < DV; d++) acc[h][d] = _mm512_setzero_ps();
         mx[h] = -INFINITY, den[h] = 0;
     }
@@ -76,24 +78,30 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
             const int nj = REIN_MIN(16, nk - jb);
             for (int j = 0; j < 16; j++) {
                 if (j >= nj) {
+#pragma GCC unroll 16
                     for (int h = 0; h < G; h++) part[h][j] = _mm512_setzero_ps();
                     continue;
                 }
                 const float *ks = kb + (int64_t)(j0 + jb + j) * stride;
-                __m512 kv[16];
+                __m512 kv[16] = {0}; /* only the first DV are used */
+#pragma GCC unroll 16
                 for (int d = 0; d < DV; d++) kv[d] = _mm512_loadu_ps(ks + 16 * d);
+#pragma GCC unroll 16
                 for (int h = 0; h < G; h++) {
                     __m512 s = _mm512_mul_ps(_mm512_loadu_ps(q[h]), kv[0]);
+#pragma GCC unroll 16
                     for (int d = 1; d < DV; d++)
                         s = _mm512_fmadd_ps(_mm512_loadu_ps(q[h] + 16 * d), kv[d], s);
                     part[h][j] = s;
                 }
             }
             const __mmask16 m = (__mmask16)((1u << nj) - 1);
+#pragma GCC unroll 16
             for (int h = 0; h < G; h++)
                 _mm512_mask_storeu_ps(sc[h] + jb, m,
                                       _mm512_mul_ps(hsum16(part[h]), _mm512_set1_ps(scale)));
         }
+#pragma GCC unroll 16
         for (int h = 0; h < G; h++) {
             __m512 vmax = _mm512_set1_ps(-INFINITY);
             for (int j = 0; j < nk; j += 16) {
@@ -104,6 +112,7 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
             if (cmax > mx[h]) {
                 const __m512 c = _mm512_set1_ps(expf(mx[h] - cmax)); /* 0 on the first chunk */
                 den[h] *= _mm512_cvtss_f32(c);
+#pragma GCC unroll 16
                 for (int d = 0; d < DV; d++) acc[h][d] = _mm512_mul_ps(acc[h][d], c);
                 mx[h] = cmax;
             }
@@ -117,16 +126,21 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
         }
         for (int j = 0; j < nk; j++) {
             const float *vs = vb + (int64_t)(j0 + j) * stride;
-            __m512 vv[16];
+            __m512 vv[16] = {0};
+#pragma GCC unroll 16
             for (int d = 0; d < DV; d++) vv[d] = _mm512_loadu_ps(vs + 16 * d);
+#pragma GCC unroll 16
             for (int h = 0; h < G; h++) {
                 const __m512 p = _mm512_set1_ps(sc[h][j]);
+#pragma GCC unroll 16
                 for (int d = 0; d < DV; d++) acc[h][d] = _mm512_fmadd_ps(p, vv[d], acc[h][d]);
             }
         }
     }
+#pragma GCC unroll 16
     for (int h = 0; h < G; h++) {
         const __m512 inv = _mm512_set1_ps(den[h] > 0 ? 1.0f / den[h] : 0.0f);
+#pragma GCC unroll 16
         for (int d = 0; d < DV; d++) _mm512_storeu_ps(o[h] + 16 * d, _mm512_mul_ps(acc[h][d], inv));
     }
 }
