@@ -3,7 +3,8 @@
  * One product y (rows, cols) (+)= A (rows, red) @ B (red, cols), where A and B are read through
  * strides, so that the three products of a linear layer are one loop nest (see matmul.c). The
  * output is cut into tasks of (row chunk, group of 32-column panels); gemm_avx512.c runs a task
- * with f32 or BF16 products.
+ * with f32 or BF16 products. gemm_avx2.c, for CPUs with AVX2 and FMA but not AVX-512, runs f32
+ * products on a tiling of its own (groups of 16-column panels, row chunks in multiples of 6).
  */
 #ifndef REIN_KERNELS_GEMM_H
 #define REIN_KERNELS_GEMM_H
@@ -32,6 +33,11 @@ int rein_gemm_plan(rein_gemm *g, int n_threads);
 #if defined(__x86_64__)
 /* Task t of a planned product, with AVX-512 (BF16 products need AVX512_BF16). */
 void rein_gemm_task_avx512(void *ctx, int t, int n_tasks);
+
+/* The AVX2+FMA kernel (gemm_avx2.c), f32 only: its own tiling (panels of 16 columns, rows in
+ * multiples of 6), so a product it runs is planned by rein_gemm_plan_avx2, not rein_gemm_plan. */
+int rein_gemm_plan_avx2(rein_gemm *g, int n_threads);
+void rein_gemm_task_avx2(void *ctx, int t, int n_tasks);
 #endif
 
 #if defined(__x86_64__)

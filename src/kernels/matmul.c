@@ -8,8 +8,11 @@
  *   streamed once from memory, four rows at a time, and the work is split over rows of W.
  * - otherwise (prefill, training): the blocked product of gemm.h, cut into tasks of (rows,
  *   column panels) and run by gemm_avx512.c, in f32 or, when rein_matmul_set_bf16 asks and the
- *   CPU can, with BF16 products and f32 accumulation. A `make BLAS=openblas` build hands these
- *   products to OpenBLAS instead, for comparison.
+ *   CPU can, with BF16 products and f32 accumulation; or by gemm_avx2.c (f32) on a CPU with AVX2
+ *   and FMA but not AVX-512. A `make BLAS=openblas` build hands these products to OpenBLAS
+ *   instead, for comparison.
+ * Which kernel (avx512, avx2, portable) is decided once from the CPU's features, or REIN_KERNEL;
+ * the other kernels (attention, loss, ops, AdamW) ask rein_kernels_use_avx512 and follow.
  * The references below are the plain triple loops in the same summation order per output (the
  * reduction index from 0 up), used by the tests; the fast paths differ from them only by float
  * rounding of reordered sums.
@@ -144,6 +147,57 @@ AVX512 static void matvec_avx512(void *ctx, int t, int n_tasks) {
     }
 }
 
+/* ---- AVX2 paths (CPUs with AVX2 and FMA but not AVX-512) ------------------------------------ */
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+/* s[q] = x . w[q] (K) for 4 rows of W: 8 lanes a row, added across at the end. */
+AVX2 static void dot4_avx2(const float *x, const float *const w[4], int K, float s[4]) {
+    int kv = K & ~7;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int k = 0; k < kv; k += 8) {
+        __m256 xv = _mm256_loadu_ps(x + k);
+        a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[0] + k), a0);
+        a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[1] + k), a1);
+        a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[2] + k), a2);
+        a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[3] + k), a3);
+    }
+    if (kv < K) {
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - kv),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256 xv = _mm256_maskload_ps(x + kv, m);
+        a0 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w[0] + kv, m), a0);
+        a1 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w[1] + kv, m), a1);
+        a2 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w[2] + kv, m), a2);
+        a3 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w[3] + kv, m), a3);
+    }
+    s[0] = hsum256(a0), s[1] = hsum256(a1), s[2] = hsum256(a2), s[3] = hsum256(a3);
+}
+
+/* Dot products of one row of x with 4 rows of W at a time; past the last group of 4, the last
+ * row stands in for the missing ones (read again from cache, not stored). */
+AVX2 static void matvec_avx2(void *ctx, int t, int n_tasks) {
+    mm_job *j = ctx;
+    int r0 = t * j->rows_per_task, r1 = REIN_MIN(j->M, r0 + j->rows_per_task);
+    for (int i = 0; i < j->N; i++) {
+        const float *xi = j->x + (int64_t)i * j->K;
+        float *yi = j->y + (int64_t)i * j->M;
+        for (int r = r0; r < r1; r += 4) {
+            const float *w[4];
+            float s[4];
+            for (int q = 0; q < 4; q++) w[q] = j->w + (int64_t)REIN_MIN(r + q, r1 - 1) * j->K;
+            dot4_avx2(xi, w, j->K, s);
+            for (int q = 0; q < 4 && r + q < r1; q++) yi[r + q] = j->acc ? yi[r + q] + s[q] : s[q];
+        }
+    }
+}
+
 #endif /* __x86_64__ */
 
 /* Portable NT: dot products, one chunk of rows of x per task. */
@@ -175,30 +229,70 @@ static void gemm_rows_portable(void *ctx, int t, int n_tasks) {
     }
 }
 
-static int force_portable;
+/* The kernels, best last: the choice is made once from the CPU's features (REIN_KERNEL may ask
+ * for another), and a test may force one for a while. */
+enum { KERNEL_PORTABLE, KERNEL_AVX2, KERNEL_AVX512, N_KERNELS };
+static const char *const kernel_names[N_KERNELS] = {"portable", "avx2", "avx512"};
+static int forced_kernel = -1;
 
-static int use_avx512(void) {
-    static int cached = -1;
-    if (force_portable) return 0;
-    if (cached < 0) {
-        const char *e = getenv("REIN_KERNEL");
-        cached = 0;
+static int cpu_has(int k) {
 #if defined(__x86_64__)
-        if (!(e && !strcmp(e, "portable")))
-            cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-#else
-        (void)e;
+    if (k == KERNEL_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    if (k == KERNEL_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
-    }
+    return k == KERNEL_PORTABLE;
+}
+
+static int kernel_by_name(const char *name) {
+    for (int k = 0; k < N_KERNELS; k++)
+        if (!strcmp(name, kernel_names[k])) return k;
+    return -1;
+}
+
+/* The CPU's best kernel, or the one REIN_KERNEL names. A name that is not a kernel, or one the
+ * CPU cannot run, gets the best there is and a warning (once: the choice is cached). */
+static int choose_kernel(void) {
+    int best = KERNEL_AVX512;
+    while (!cpu_has(best)) best--;
+    const char *e = getenv("REIN_KERNEL");
+    if (!e || !*e) return best;
+    int k = kernel_by_name(e);
+    if (k >= 0 && cpu_has(k)) return k;
+    rein_log(REIN_LOG_WARN, "REIN_KERNEL=%s: %s; using %s", e,
+             k < 0 ? "not a kernel (avx512, avx2 or portable)" : "this CPU cannot run it",
+             kernel_names[best]);
+    return best;
+}
+
+static int kernel(void) {
+    static int cached = -1;
+    if (forced_kernel >= 0) return forced_kernel;
+    if (cached < 0) cached = choose_kernel();
     return cached;
 }
 
+static int use_avx512(void) {
+    return kernel() == KERNEL_AVX512;
+}
+
+int rein_matmul_force_kernel(const char *name) {
+    if (!name) {
+        forced_kernel = -1;
+        return 1;
+    }
+    int k = kernel_by_name(name);
+    if (k < 0 || !cpu_has(k)) return 0;
+    forced_kernel = k;
+    return 1;
+}
+
 void rein_matmul_force_portable(int on) {
-    force_portable = on;
+    rein_matmul_force_kernel(on ? "portable" : NULL);
 }
 
 const char *rein_matmul_kernel_name(void) {
-    return use_avx512() ? "avx512" : "portable";
+    return kernel_names[kernel()];
 }
 
 int rein_kernels_use_avx512(void) {
@@ -286,6 +380,10 @@ static void gemm_run(rein_gemm *g) {
         rein_parallel_for(n_tasks, rein_gemm_task_avx512, g);
         return;
     }
+    if (kernel() == KERNEL_AVX2) {
+        rein_parallel_for(rein_gemm_plan_avx2(g, nt), rein_gemm_task_avx2, g);
+        return;
+    }
 #endif
     REIN_ASSERT(g->b_cs == 1);
     g->row_chunk = REIN_MAX(1, (g->rows + 4 * nt - 1) / (4 * nt));
@@ -304,26 +402,23 @@ void rein_matmul_nt(float *y, const float *x, const float *w, int N, int K, int 
     if (gemm_trivial(y, N, K, M, accumulate)) return;
     int nt = rein_get_threads();
     mm_job j = {y, x, w, N, K, M, accumulate, 0};
+    const int k = kernel();
+    if (N < 4) {
+        /* split W's rows into ~4 tasks a thread, in multiples of 4 rows */
+        int per = (M + 4 * nt - 1) / (4 * nt);
+        j.rows_per_task = REIN_MAX(16, (per + 3) & ~3);
+        rein_task_fn fn = matvec_portable;
 #if defined(__x86_64__)
-    if (use_avx512()) {
-        if (N < 4) {
-            /* split W's rows into ~4 tasks a thread, in multiples of 4 rows */
-            int per = (M + 4 * nt - 1) / (4 * nt);
-            per = REIN_MAX(16, (per + 3) & ~3);
-            j.rows_per_task = per;
-            rein_parallel_for((M + per - 1) / per, matvec_avx512, &j);
-            return;
-        }
+        if (k == KERNEL_AVX512) fn = matvec_avx512;
+        if (k == KERNEL_AVX2) fn = matvec_avx2;
+#endif
+        rein_parallel_for((M + j.rows_per_task - 1) / j.rows_per_task, fn, &j);
+        return;
+    }
+    if (k != KERNEL_PORTABLE) {
         rein_gemm g = {.y = y, .ldy = M, .a = x, .a_rs = K, .a_ks = 1, .b = w, .b_ks = 1, .b_cs = K,
                       .rows = N, .red = K, .cols = M, .acc = accumulate};
         gemm_run(&g);
-        return;
-    }
-#endif
-    if (N < 4) {
-        int per = REIN_MAX(16, (M + 4 * nt - 1) / (4 * nt));
-        j.rows_per_task = per;
-        rein_parallel_for((M + per - 1) / per, matvec_portable, &j);
         return;
     }
     j.rows_per_task = REIN_MAX(1, (N + 4 * nt - 1) / (4 * nt));
