@@ -83,7 +83,7 @@ static void ref_int8(float *y, const float *x, const rein_qweight *w, int N, int
 /* ---- checks -------------------------------------------------------------------------------- */
 
 static uint8_t *make_weight(int type, int M, int K, rein_qweight *w) {
-    const size_t row_bytes = (size_t)(K / 32) * rein_type_block_bytes(type);
+    const size_t row_bytes = (size_t)(K / rein_type_block_size(type)) * rein_type_block_bytes(type);
     uint8_t *data = malloc(row_bytes * (size_t)M);
     float *f = malloc(sizeof(float) * (size_t)M * K);
     for (int64_t i = 0; i < (int64_t)M * K; i++) f[i] = rein_rng_normal(&rng) * 0.5f;
@@ -121,13 +121,14 @@ static void check_quantizer(void) {
         for (int c = 0; c < K / 32; c++) {
             int8_t rq[32];
             float rd;
-            const int64_t e = (int64_t)i * K + c * 32, o = (int64_t)i * (K / 32) + c;
+            const int64_t e = (int64_t)i * K + c * 32, o = (int64_t)c * N + i; /* block-major */
             const int sum = ref_quantize(x + e, rq, &rd);
-            same &= !memcmp(rq, q.q + e, 32) && rd == q.d[o] && q.bias[o] == -128 * sum &&
+            const int8_t *qq = q.q + o * 32;
+            same &= !memcmp(rq, qq, 32) && rd == q.d[o] && q.bias[o] == -128 * sum &&
                     q.s[o] == rd * (float)sum;
             finite &= isfinite(q.d[o]) && isfinite(q.s[o]);
             for (int k = 0; k < 32 && q.d[o] > FLT_MIN; k++)
-                within &= fabs((double)x[e + k] - (double)q.d[o] * q.q[e + k]) <= 0.5001 * q.d[o];
+                within &= fabs((double)x[e + k] - (double)q.d[o] * qq[k]) <= 0.5001 * q.d[o];
         }
     printf("activation quantizer: %s the scalar reference, finite: %s, within d/2: %s\n",
            same ? "same bits as" : "DIFFERS from", finite ? "yes" : "NO", within ? "yes" : "NO");
@@ -240,8 +241,7 @@ static void check_multi_and_layouts(void) {
     rein_qmatmul_nt(s1, x, &w[1], N, 0); /* int8 on, no int8 layout yet: the exact path */
     CHECK(!memcmp(s1, e1, sizeof s1));
     CHECK_OK(rein_qmatmul_pack(w, 3, &blocks[1]));
-    CHECK(w[0].packed && w[0].packed_int8 && w[1].packed && w[1].packed_int8 && !w[2].packed &&
-          !w[2].packed_int8);
+    CHECK(w[0].packed && w[0].packed_int8 && w[1].packed && w[1].packed_int8 && !w[2].packed_int8);
     rein_qmatmul_nt_multi(ys, x, w, 3, N, 0);
     rein_qmatmul_nt(s0, x, &w[0], N, 0);
     rein_qmatmul_nt(s1, x, &w[1], N, 0);

@@ -123,6 +123,7 @@ static void x_layout(void *mem, int N, int K, qvnni_x *x) {
     x->s = (float *)(p + arr);
     x->bias = (int32_t *)(p + 2 * arr);
     x->nb = (int)nb;
+    x->N = N;
 }
 
 int qvnni_cpu(void) {
@@ -162,8 +163,9 @@ void qvnni_quantize(const float *x, int N, int K, void *mem, qvnni_x *out) {
     const int nb = out->nb;
     for (int i = 0; i < N; i++)
         for (int c = 0; c < nb; c++) {
-            const int64_t e = (int64_t)i * K + c * BLK, o = (int64_t)i * nb + c;
-            quantize_block(x + e, out->q + e, &out->d[o], &out->s[o], &out->bias[o]);
+            const int64_t o = (int64_t)c * N + i;
+            quantize_block(x + (int64_t)i * K + c * BLK, out->q + o * BLK, &out->d[o], &out->s[o],
+                           &out->bias[o]);
         }
 }
 
@@ -177,11 +179,10 @@ VNNI INLINE __m512i bcast4(const int8_t *p) {
 /* Groups p < NP starting at pk (gs bytes apart) against activation rows i0 .. i0 + NX - 1: y rows
  * row0 + 16p .. (of M; those past M are neither read nor written). `prefetch`: fetch the next
  * tile's groups meanwhile, in address order, as far through as this tile is through its own. */
-VNNI INLINE void tile(int type, const uint8_t *pk, int64_t gs, int nb, const qvnni_x *x, int K,
-                      int i0, int NX, int NP, float *y, int M, int row0, int accumulate,
-                      int prefetch) {
+VNNI INLINE void tile(int type, const uint8_t *pk, int64_t gs, int nb, const qvnni_x *x, int i0,
+                      int NX, int NP, float *y, int M, int row0, int accumulate, int prefetch) {
     const int64_t sr = scales_region(type, nb), ib = int_bytes(type), sb = scale_bytes(type);
-    const int64_t pf_step = NP * gs / nb;
+    const int pf_lines = (int)((NP * gs + nb * 64 - 1) / (nb * 64)); /* a fixed count a block */
     const uint8_t *next = pk + NP * gs;
     const __m512i m4 = _mm512_set1_epi8(15);
     __m512 acc[8];
@@ -195,8 +196,10 @@ VNNI INLINE void tile(int type, const uint8_t *pk, int64_t gs, int nb, const qvn
     for (int a = 0; a < NX * NP; a++) acc[a] = _mm512_setzero_ps();
     for (int c = 0; c < nb; c++) {
         if (prefetch)
-            for (int64_t o = c * pf_step & ~(int64_t)63; o < (c + 1) * pf_step; o += 64)
-                _mm_prefetch((const char *)next + o, _MM_HINT_T0);
+            for (int l = 0; l < pf_lines; l++)
+                _mm_prefetch((const char *)next + ((int64_t)c * pf_lines + l) * 64, _MM_HINT_T0);
+        const int64_t xo = (int64_t)c * x->N + i0; /* block c of row i0 */
+        const int8_t *xq = x->q + xo * BLK;
 #pragma GCC unroll 4
         for (int p = 0; p < NP; p++) {
             const uint8_t *g = pk + p * gs;
@@ -205,10 +208,10 @@ VNNI INLINE void tile(int type, const uint8_t *pk, int64_t gs, int nb, const qvn
             __m512i s[8];
 #pragma GCC unroll 8
             for (int i = 0; i < NX; i++) {
-                const int32_t bias = x->bias[(int64_t)(i0 + i) * nb + c];
+                const int32_t bias = x->bias[xo + i];
                 s[i] = type == REIN_TYPE_Q8_0 ? _mm512_set1_epi32(bias) : _mm512_setzero_si512();
             }
-#define XW(i, k) bcast4(x->q + (int64_t)(i0 + (i)) * K + c * BLK + (k))
+#define XW(i, k) bcast4(xq + (i) * BLK + (k))
             if (type == REIN_TYPE_Q8_0) {
 #pragma GCC unroll 8
                 for (int v = 0; v < 8; v++) {
@@ -235,11 +238,11 @@ VNNI INLINE void tile(int type, const uint8_t *pk, int64_t gs, int nb, const qvn
                 mw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(g + c * sb + 2 * G)));
 #pragma GCC unroll 8
             for (int i = 0; i < NX; i++) {
-                const int64_t o = (int64_t)(i0 + i) * nb + c;
                 __m512 *a = &acc[i * NP + p];
-                __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(s[i]), _mm512_set1_ps(x->d[o]));
+                __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(s[i]), _mm512_set1_ps(x->d[xo + i]));
                 *a = _mm512_fmadd_ps(t, dw, *a);
-                if (type == REIN_TYPE_Q4_1) *a = _mm512_fmadd_ps(mw, _mm512_set1_ps(x->s[o]), *a);
+                if (type == REIN_TYPE_Q4_1)
+                    *a = _mm512_fmadd_ps(mw, _mm512_set1_ps(x->s[xo + i]), *a);
             }
         }
     }
@@ -258,7 +261,7 @@ VNNI INLINE void tile(int type, const uint8_t *pk, int64_t gs, int nb, const qvn
  * run of groups, every tile of activation rows (8, 4, 2 or 1 a tile, as many as fit). */
 VNNI INLINE void rows_of(int type, const rein_qweight *w, const qvnni_x *x, int N, float *y,
                          int accumulate, int g0, int g1) {
-    const int K = w->cols, M = w->rows, nb = K / BLK;
+    const int M = w->rows, nb = w->cols / BLK;
     const int64_t gs = group_bytes(type, nb);
     const int most = N <= 2 ? 4 : N <= 4 ? 2 : 1;
     for (int g = g0; g < g1;) {
@@ -270,7 +273,7 @@ VNNI INLINE void rows_of(int type, const rein_qweight *w, const qvnni_x *x, int 
             const int left = N - i0, fit = 8 / np;
             const int nx = left >= 8 && fit >= 8 ? 8 : left >= 4 && fit >= 4 ? 4
                          : left >= 2 && fit >= 2 ? 2 : 1;
-#define TILE(NX, NP) tile(type, pk, gs, nb, x, K, i0, NX, NP, y, M, g * G, accumulate, i0 == 0)
+#define TILE(NX, NP) tile(type, pk, gs, nb, x, i0, NX, NP, y, M, g * G, accumulate, i0 == 0)
             switch (nx * 16 + np) {
             case 8 * 16 + 1: TILE(8, 1); break;
             QPACK_SMALL_TILES(TILE);

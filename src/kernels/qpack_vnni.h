@@ -16,13 +16,14 @@
 
 #define QVNNI_BLK 32 /* activation elements per quantization block: one Q8_0 / Q4_1 block */
 
-/* Activation rows quantized per block of 32: x[i][k] ~ d[i][c] * q[i][k] for k in block c. */
+/* Activation rows quantized per block of 32, block-major: x[i][32c + k] ~ d[c][i] * q[c][i][k].
+ * Block-major, so that a kernel reaches every row of a tile from one pointer at fixed offsets. */
 typedef struct qvnni_x {
-    int8_t *q;     /* (N, K) in [-127, 127] */
-    float *d;      /* (N, K / 32) max |x| / 127 over the block (0 for an all-zero block) */
-    float *s;      /* (N, K / 32) d * sum(q) over the block: Q4_1's min term */
-    int32_t *bias; /* (N, K / 32) -128 * sum(q): Q8_0's weights are stored biased by +128 */
-    int nb;        /* K / 32 */
+    int8_t *q;     /* (K / 32, N, 32) in [-127, 127] */
+    float *d;      /* (K / 32, N) max |x| / 127 over the block (0 for an all-zero block) */
+    float *s;      /* (K / 32, N) d * sum(q) over the block: Q4_1's min term */
+    int32_t *bias; /* (K / 32, N) -128 * sum(q): Q8_0's weights are stored biased by +128 */
+    int nb, N;     /* K / 32, rows */
 } qvnni_x;
 
 /* Whether the CPU runs the kernels (AVX-512 F, BW, VL and VNNI). */
