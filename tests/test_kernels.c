@@ -1,8 +1,9 @@
 /* test_kernels.c - each forward kernel against a plain double-precision reference.
  *
- * The matrix products (NT, NN, TN) are checked on both their paths (AVX-512 where the CPU has
- * it, and portable) over shapes that hit every remainder case, and on shapes past every block of
- * the blocked product in f32 and with BF16 products; the others against direct formulas.
+ * The matrix products (NT, NN, TN) are checked on each of their kernels the CPU can run (AVX-512,
+ * AVX2, portable) over shapes that hit every remainder case, and on shapes past every block of
+ * the blocked product in f32 and with BF16 products; that a row of a batch has the same bits as
+ * the row alone on each fast kernel; the others against direct formulas.
  */
 #include "base/base.h"
 #include "kernels/adamw.h"
@@ -51,8 +52,45 @@ static float mm_w(int variant, const float *w, int j, int k, int K, int M) {
     return variant == 0 ? w[(int64_t)j * K + k] : w[(int64_t)k * M + j];
 }
 
-static void test_matmul(int variant, int portable) {
-    rein_matmul_force_portable(portable);
+/* One product of the variant against the double-precision sum, with and without accumulating
+ * into y; adds its two cases to *n_cases and *n_ok and the worst |diff| (in atols) to *worst. */
+static void mm_check(int variant, int N, int K, int M, int *n_cases, int *n_ok, double *worst) {
+    float *x = test_randn(&rng, (int64_t)N * K, 1), *w = test_randn(&rng, (int64_t)M * K, 1);
+    float *y = test_randn(&rng, (int64_t)N * M, 1);
+    double *ref = rein_malloc(sizeof(double) * (size_t)N * M);
+    for (int acc = 0; acc < 2; acc++) {
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < M; j++) {
+                double s = acc ? y[i * M + j] : 0;
+                for (int k = 0; k < K; k++)
+                    s += (double)mm_x(variant, x, i, k, N, K) * mm_w(variant, w, j, k, K, M);
+                ref[i * M + j] = s;
+            }
+        mm_call(variant, y, x, w, N, K, M, acc);
+        char what[96];
+        snprintf(what, sizeof what, "matmul_%s %s N=%d K=%d M=%d acc=%d", mm_names[variant],
+                 rein_matmul_kernel_name(), N, K, M, acc);
+        /* fp32 sums of K products of unit normals: error grows like sqrt(K) eps */
+        double atol = 1e-5 * sqrt(K) * 4;
+        int ok = close_all(what, y, ref, (int64_t)N * M, atol, 1e-5);
+        for (int64_t i = 0; i < (int64_t)N * M; i++) *worst = fmax(*worst, fabs(y[i] - ref[i]) / atol);
+        CHECKF(ok, "%s", what);
+        (*n_cases)++;
+        *n_ok += ok;
+    }
+    rein_free(x), rein_free(w), rein_free(y), rein_free(ref);
+}
+
+/* Force the named kernel (NULL: the CPU's best); 0, with a SKIP line, when the CPU cannot run it. */
+static int use_kernel(const char *kernel, const char *what) {
+    if (rein_matmul_force_kernel(kernel)) return 1;
+    printf("SKIP part: %s on the %s kernel: this CPU cannot run it\n", what, kernel ? kernel : "default");
+    return 0;
+}
+
+/* Shapes that hit every remainder case of every kernel's tiling. */
+static void test_matmul(int variant, const char *kernel) {
+    if (!use_kernel(kernel, "matmul shapes")) return;
     static const int Ns[] = {1, 2, 3, 4, 7, 8, 9, 33, 130};
     static const int Ks[] = {1, 15, 16, 17, 100, 576, 1100};
     static const int Ms[] = {1, 5, 31, 32, 33, 100};
@@ -61,43 +99,72 @@ static void test_matmul(int variant, int portable) {
     for (size_t a = 0; a < sizeof Ns / sizeof *Ns; a++)
         for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
             for (size_t c = 0; c < sizeof Ms / sizeof *Ms; c++) {
-                int N = Ns[a], K = Ks[b], M = Ms[c];
-                if (N == 130 && K > 576) continue; /* keep the portable path quick */
-                float *x = test_randn(&rng, (int64_t)N * K, 1), *w = test_randn(&rng, (int64_t)M * K, 1);
-                float *y = test_randn(&rng, (int64_t)N * M, 1);
-                double *ref = rein_malloc(sizeof(double) * (size_t)N * M);
-                for (int acc = 0; acc < 2; acc++) {
-                    for (int i = 0; i < N; i++)
-                        for (int j = 0; j < M; j++) {
-                            double s = acc ? y[i * M + j] : 0;
-                            for (int k = 0; k < K; k++)
-                                s += (double)mm_x(variant, x, i, k, N, K) *
-                                     mm_w(variant, w, j, k, K, M);
-                            ref[i * M + j] = s;
-                        }
-                    mm_call(variant, y, x, w, N, K, M, acc);
-                    char what[96];
-                    snprintf(what, sizeof what, "matmul_%s %s N=%d K=%d M=%d acc=%d",
-                             mm_names[variant], portable ? "portable" : rein_matmul_kernel_name(),
-                             N, K, M, acc);
-                    /* fp32 sums of K products of unit normals: error grows like sqrt(K) eps */
-                    double atol = 1e-5 * sqrt(K) * 4;
-                    int ok = close_all(what, y, ref, (int64_t)N * M, atol, 1e-5);
-                    for (int64_t i = 0; i < (int64_t)N * M; i++)
-                        worst_rel = fmax(worst_rel, fabs(y[i] - ref[i]) / atol);
-                    CHECKF(ok, "%s", what);
-                    n_cases++;
-                    n_ok += ok;
-                }
-                rein_free(x);
-                rein_free(w);
-                rein_free(y);
-                rein_free(ref);
+                if (Ns[a] == 130 && Ks[b] > 576) continue; /* keep the portable path quick */
+                mm_check(variant, Ns[a], Ks[b], Ms[c], &n_cases, &n_ok, &worst_rel);
             }
     printf("matmul_%s (%s): %d/%d shape cases within tolerance, worst |diff| = %.3f of atol\n",
-           mm_names[variant], portable ? "portable" : rein_matmul_kernel_name(), n_ok, n_cases,
-           worst_rel);
-    rein_matmul_force_portable(0);
+           mm_names[variant], rein_matmul_kernel_name(), n_ok, n_cases, worst_rel);
+    rein_matmul_force_kernel(NULL);
+}
+
+/* The AVX2 kernel's tiling (micro-tiles of 6 rows x 16 columns, reduction steps of 8 in its
+ * packing): every row count from 1 to 70, columns and reductions around multiples of 8 and 16,
+ * and the model's layer shapes scaled down (576 -> 72, 1536 -> 192, a vocabulary of 49152 -> 768:
+ * several panel groups). */
+static void test_matmul_avx2(void) {
+    if (!use_kernel("avx2", "matmul rows 1 to 70")) return;
+    static const int KMs[][2] = {{1, 1}, {7, 15}, {8, 16}, {9, 17}, {63, 40}, {72, 192}, {192, 72},
+                                 {72, 768}};
+    int n_cases = 0, n_ok = 0;
+    double worst_rel = 0;
+    for (int variant = 0; variant < 3; variant++)
+        for (int N = 1; N <= 70; N++)
+            for (size_t s = 0; s < sizeof KMs / sizeof *KMs; s++)
+                if (KMs[s][1] < 768 || N % 23 == 0) /* the widest on a few row counts */
+                    mm_check(variant, N, KMs[s][0], KMs[s][1], &n_cases, &n_ok, &worst_rel);
+    printf("matmul nt/nn/tn (avx2), rows 1 to 70: %d/%d cases within tolerance, worst |diff| = "
+           "%.3f of atol\n", n_ok, n_cases, worst_rel);
+    rein_matmul_force_kernel(NULL);
+}
+
+/* A row of a product has the same bits whatever else is computed with it: a batch of rows (NT,
+ * NN) or of output features (TN, whose rows are the columns of its first operand) computed whole,
+ * in slices of other sizes and offsets, and on one thread or two. The model relies on it: a
+ * sequence's logits do not depend on the batch it is decoded in. */
+static void test_matmul_batch_alone(const char *kernel) {
+    if (!use_kernel(kernel, "batch-versus-alone bits")) return;
+    enum { N = 300, K = 700, M = 450 }; /* several row blocks, reduction blocks and panel groups */
+    static const int slices[][2] = {{0, 4}, {1, 5}, {7, 13}, {100, 61}, {250, 50}, {299, 1}};
+    int n_same = 0, n = 0;
+    for (int variant = 0; variant < 3; variant++) {
+        /* rows of y are rows of x (N, K) for NT and NN, and columns of x (K, N) for TN */
+        float *x = test_randn(&rng, (int64_t)N * K, 1), *w = test_randn(&rng, (int64_t)M * K, 1);
+        float *whole = rein_malloc(sizeof(float) * N * M), *part = rein_malloc(sizeof(float) * N * M);
+        float *xs = rein_malloc(sizeof(float) * N * K);
+        mm_call(variant, whole, x, w, N, K, M, 0);
+        for (size_t s = 0; s < sizeof slices / sizeof *slices; s++) {
+            int i0 = slices[s][0], rows = slices[s][1];
+            if (variant == 0 && rows < 4) continue; /* NT's matrix-vector path sums otherwise */
+            for (int k = 0; k < K; k++)
+                for (int i = 0; i < rows; i++)
+                    if (variant == 2) xs[(int64_t)k * rows + i] = x[(int64_t)k * N + i0 + i];
+                    else xs[(int64_t)i * K + k] = x[(int64_t)(i0 + i) * K + k];
+            for (int threads = 1; threads <= 2; threads++) {
+                rein_set_threads(threads);
+                mm_call(variant, part, xs, w, rows, K, M, 0);
+                int same = !memcmp(part, whole + (int64_t)i0 * M, sizeof(float) * rows * M);
+                CHECKF(same, "matmul_%s %s: rows %d..%d alone on %d threads differ from the batch",
+                       mm_names[variant], kernel, i0, i0 + rows - 1, threads);
+                n_same += same;
+                n++;
+            }
+        }
+        rein_free(x), rein_free(w), rein_free(whole), rein_free(part), rein_free(xs);
+    }
+    rein_set_threads(2);
+    printf("matmul (%s): %d/%d slices of a batch equal to the bit when computed alone\n", kernel,
+           n_same, n);
+    rein_matmul_force_kernel(NULL);
 }
 
 static double bf16_round(float v) {
@@ -105,9 +172,9 @@ static double bf16_round(float v) {
 }
 
 /* Shapes past every block of the blocked product (several reduction blocks, row blocks and panel
- * groups, odd reductions), in f32 and with BF16 products. A BF16 product must equal the f32 sum of
- * the products of its operands rounded to bfloat16 (to nearest even) within f32 tolerance, and the
- * unrounded product within bfloat16's: |diff| <= 2^-7 sum_k |x_k w_k| (two roundings of 2^-9). */
+ * groups, odd reductions), in f32 (the CPU's best kernel and AVX2) and with BF16 products. A BF16
+ * product must equal the f32 sum of the products of its operands rounded to bfloat16 (to nearest
+ * even) within f32 tolerance, and the unrounded product within bfloat16's: |diff| <= 2^-7 sum_k |x_k w_k| (two roundings of 2^-9). */
 static void test_matmul_blocked(int bf16) {
     static const int shapes[][3] = {{300, 600, 1000}, {17, 1025, 401}, {140, 513, 33}, {9, 2, 800},
                                     {20, 16500, 40}}; /* the last: a split reduction */
@@ -137,41 +204,49 @@ static void test_matmul_blocked(int bf16) {
                         ref[i * M + j] = r;
                         mag[i * M + j] = m;
                     }
-                float *exact = NULL;
-                if (bf16) { /* the unrounded product, for the second bound */
-                    exact = rein_malloc(sizeof(float) * (size_t)N * M);
-                    memcpy(exact, y, sizeof(float) * (size_t)N * M);
-                }
-                mm_call(variant, y, x, w, N, K, M, acc);
-                char what[96];
-                snprintf(what, sizeof what, "blocked matmul_%s %s N=%d K=%d M=%d acc=%d",
-                         mm_names[variant], bf16 ? "bf16" : "f32", N, K, M, acc);
-                int ok = close_all(what, y, ref, (int64_t)N * M, 1e-5 * sqrt(K) * 4, 1e-5);
-                if (bf16) {
-                    for (int i = 0; i < N; i++)
-                        for (int j = 0; j < M; j++) {
-                            double r = acc ? exact[i * M + j] : 0;
-                            for (int k = 0; k < K; k++)
-                                r += (double)mm_x(variant, x, i, k, N, K) * mm_w(variant, w, j, k, K, M);
-                            double d = fabs(y[i * M + j] - r);
-                            if (d > 0x1p-7 * mag[i * M + j] + 1e-4) {
-                                fprintf(stderr, "%s: (%d, %d): %g vs unrounded %g\n", what, i, j,
-                                        y[i * M + j], r);
-                                ok = 0;
-                                i = N;
-                                break;
+                /* what y holds before the product: each kernel's start, and the unrounded
+                 * product's for the second bound */
+                float *y_in = rein_malloc(sizeof(float) * (size_t)N * M);
+                memcpy(y_in, y, sizeof(float) * (size_t)N * M);
+                /* f32: the CPU's best kernel and the AVX2 one against the same reference */
+                static const char *const kernels[] = {NULL, "avx2"};
+                for (int kn = 0; kn < (bf16 ? 1 : 2); kn++) {
+                    if (!rein_matmul_force_kernel(kernels[kn])) continue;
+                    memcpy(y, y_in, sizeof(float) * (size_t)N * M);
+                    mm_call(variant, y, x, w, N, K, M, acc);
+                    char what[96];
+                    snprintf(what, sizeof what, "blocked matmul_%s %s %s N=%d K=%d M=%d acc=%d",
+                             mm_names[variant], bf16 ? "bf16" : "f32", rein_matmul_kernel_name(), N,
+                             K, M, acc);
+                    int ok = close_all(what, y, ref, (int64_t)N * M, 1e-5 * sqrt(K) * 4, 1e-5);
+                    if (bf16) {
+                        for (int i = 0; i < N; i++)
+                            for (int j = 0; j < M; j++) {
+                                double r = acc ? y_in[i * M + j] : 0;
+                                for (int k = 0; k < K; k++)
+                                    r += (double)mm_x(variant, x, i, k, N, K) *
+                                         mm_w(variant, w, j, k, K, M);
+                                double d = fabs(y[i * M + j] - r);
+                                if (d > 0x1p-7 * mag[i * M + j] + 1e-4) {
+                                    fprintf(stderr, "%s: (%d, %d): %g vs unrounded %g\n", what, i,
+                                            j, y[i * M + j], r);
+                                    ok = 0;
+                                    i = N;
+                                    break;
+                                }
                             }
-                        }
-                    rein_free(exact);
+                    }
+                    CHECKF(ok, "%s", what);
+                    n_cases++;
+                    n_ok += ok;
                 }
-                CHECKF(ok, "%s", what);
-                n_cases++;
-                n_ok += ok;
+                rein_matmul_force_kernel(NULL);
+                rein_free(y_in);
             }
             rein_free(x), rein_free(w), rein_free(y), rein_free(ref), rein_free(mag);
         }
-    printf("blocked matmul (%s products): %d/%d cases within tolerance\n", bf16 ? "bf16" : "f32",
-           n_ok, n_cases);
+    printf("blocked matmul (%s products, %s): %d/%d cases within tolerance\n",
+           bf16 ? "bf16" : "f32", bf16 ? "avx512" : "the CPU's best kernel and avx2", n_ok, n_cases);
     rein_matmul_set_bf16(0);
 }
 
@@ -336,11 +411,15 @@ int main(void) {
     rein_set_threads(2);
     test_matmul_ref();
     for (int v = 0; v < 3; v++) {
-        test_matmul(v, 0);
-        test_matmul(v, 1);
+        test_matmul(v, NULL);
+        test_matmul(v, "avx2");
+        test_matmul(v, "portable");
     }
+    test_matmul_avx2();
     test_matmul_blocked(0);
     test_matmul_blocked(1);
+    test_matmul_batch_alone("avx512");
+    test_matmul_batch_alone("avx2");
     test_adamw();
     test_rmsnorm();
     test_rope();
