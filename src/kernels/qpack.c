@@ -1,4 +1,4 @@
-/* qpack.c - Q8_0 and Q4_1 weights repacked for decoding, and the AVX-512 kernel that reads them.
+/* qpack.c - Q8_0, Q4_1 and F32 weights repacked for decoding, and the AVX-512 kernel that reads them.
  *
  * Decoding streams every weight once per token, so its speed is the rate at which the kernel turns
  * weight bytes into products. In the file's layout a kernel must read several rows at once, 34 or
@@ -8,7 +8,10 @@
  * and each block of 32 columns, in order:
  *   Q8_0 (544 bytes): the 16 rows' f16 scales d, then for k = 0..31 the 16 rows' int8 q[k];
  *   Q4_1 (320 bytes): the 16 rows' f16 d, their f16 m, then for j = 0..15 16 bytes, byte r holding
- *                     row r's elements 2j (low nibble) and 2j + 1 (high).
+ *                     row r's elements 2j (low nibble) and 2j + 1 (high);
+ *   F32 (2048 bytes): for k = 0..31 the 16 rows' values (without the copy, a kernel reading rows
+ *                     must transpose them in registers to keep the order of the sums below, and
+ *                     at batch 1 on one thread that work, not memory, set the speed).
  * Rows past the end of the weight are zero. The values are the file's, moved, never requantized.
  * The copy lives in huge pages where the system gives them: a token reads all of it, and with
  * 4 KiB pages every 4 KiB would cost a TLB miss.
@@ -33,6 +36,7 @@
 #include "base/base.h"
 #include "kernels/qpack_vnni.h"
 #include "kernels/quant.h"
+#include "kernels/vtranspose.h"
 
 #include <string.h>
 #include <sys/mman.h>
@@ -47,6 +51,7 @@ static int64_t packed_block_bytes(int type) {
     switch (type) {
     case REIN_TYPE_Q8_0: return 2 * QPACK_G + BLK * QPACK_G;     /* 544 */
     case REIN_TYPE_Q4_1: return 4 * QPACK_G + BLK * QPACK_G / 2; /* 320 */
+    case REIN_TYPE_F32: return 4 * BLK * QPACK_G;                /* 2048 */
     default: return 0;
     }
 }
@@ -54,6 +59,9 @@ static int64_t packed_block_bytes(int type) {
 size_t qpack_size(const rein_qweight *w) {
     int64_t bb = packed_block_bytes(w->type);
     if (!bb || w->cols % BLK) return 0;
+    /* F32 is read unpacked as well (rows_float, qmatmul.c), in spans of qpack_span elements: the
+     * packed copy's spans, whole blocks, must be the same ones */
+    if (w->type == REIN_TYPE_F32 && qpack_span(w->cols) % BLK) return 0;
     int64_t groups = (w->rows + QPACK_G - 1) / QPACK_G;
     return (size_t)(groups * (w->cols / BLK) * bb);
 }
@@ -64,8 +72,39 @@ static int nibble(const uint8_t *qs, int k) {
     return k < 16 ? qs[k] & 15 : qs[k - 16] >> 4;
 }
 
+#if defined(__x86_64__)
+/* F32's copy, 16 x 16 blocks transposed in registers (a scalar copy of 540 MB, the F32 model's
+ * weights, took over a second on one thread). */
+__attribute__((target("avx512f"))) static void write_f32(const rein_qweight *w, void *dst) {
+    const int nb = w->cols / BLK, ng = (w->rows + QPACK_G - 1) / QPACK_G;
+    float *o = dst;
+    for (int g = 0; g < ng; g++)
+        for (int c = 0; c < nb; c++)
+            for (int half = 0; half < 2; half++, o += 16 * QPACK_G) {
+                __m512 r[16];
+                for (int i = 0; i < 16; i++) {
+                    const int64_t row = (int64_t)g * QPACK_G + i;
+                    r[i] = row < w->rows ? _mm512_loadu_ps((const float *)((const uint8_t *)w->data +
+                                                                         row * w->row_bytes) +
+                                                           c * BLK + 16 * half)
+                                         : _mm512_setzero_ps();
+                }
+                transpose16(r);
+                for (int k = 0; k < 16; k++) _mm512_store_ps(o + QPACK_G * k, r[k]);
+            }
+}
+#endif
+
 void qpack_write(const rein_qweight *w, void *dst) {
-    const int64_t bb = packed_block_bytes(w->type), sb = (int64_t)rein_type_block_bytes(w->type);
+#if defined(__x86_64__)
+    if (w->type == REIN_TYPE_F32) {
+        write_f32(w, dst);
+        return;
+    }
+#endif
+    const int64_t bb = packed_block_bytes(w->type);
+    /* the file's bytes for one block of 32 columns of a row (F32's own blocks are single values) */
+    const int64_t sb = w->type == REIN_TYPE_F32 ? 4 * BLK : (int64_t)rein_type_block_bytes(w->type);
     const int nb = w->cols / BLK, ng = (w->rows + QPACK_G - 1) / QPACK_G;
     for (int g = 0; g < ng; g++) {
         for (int c = 0; c < nb; c++) {
@@ -74,6 +113,10 @@ void qpack_write(const rein_qweight *w, void *dst) {
             for (int r = 0; r < QPACK_G && g * QPACK_G + r < w->rows; r++) {
                 const int64_t row = (int64_t)g * QPACK_G + r;
                 const uint8_t *b = (const uint8_t *)w->data + row * w->row_bytes + c * sb;
+                if (w->type == REIN_TYPE_F32) {
+                    for (int k = 0; k < BLK; k++) memcpy(o + 4 * (QPACK_G * k + r), b + 4 * k, 4);
+                    continue;
+                }
                 memcpy(o + 2 * r, b, 2); /* d */
                 if (w->type == REIN_TYPE_Q8_0) {
                     for (int k = 0; k < BLK; k++) o[2 * QPACK_G + QPACK_G * k + r] = b[2 + k];
@@ -198,11 +241,23 @@ AVX512 INLINE void tile(int type, const uint8_t *pk, int64_t gs, int nb, int spa
             const uint8_t *nt = pk + NP * gs + (c * NP + p) * bb;
 #pragma GCC unroll 16
             for (int64_t o = 0; o < bb; o += 64) _mm_prefetch((const char *)nt + o, _MM_HINT_T0);
+            if (type == REIN_TYPE_F32) continue;
             d[p] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
             if (type == REIN_TYPE_Q4_1)
                 m[p] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 2 * QPACK_G)));
         }
-        if (type == REIN_TYPE_Q8_0) {
+        if (type == REIN_TYPE_F32) {
+            for (int k = 0; k < BLK; k++) {
+#pragma GCC unroll 8
+                for (int p = 0; p < NP; p++) {
+                    const __m512 w = _mm512_load_ps((const float *)(pk + p * gs + c * bb) + QPACK_G * k);
+#pragma GCC unroll 16
+                    for (int i = 0; i < NX; i++)
+                        sum[i * NP + p] = _mm512_fmadd_ps(_mm512_set1_ps(xc[(int64_t)i * K + k]), w,
+                                                          sum[i * NP + p]);
+                }
+            }
+        } else if (type == REIN_TYPE_Q8_0) {
             for (int k = 0; k < BLK; k++) {
 #pragma GCC unroll 8
                 for (int p = 0; p < NP; p++) {
@@ -296,10 +351,16 @@ AVX512 static void rows_q4_1(const rein_qweight *w, const float *x, int N, float
     rows_of(REIN_TYPE_Q4_1, w, x, N, y, acc, g0, g1);
 }
 
+AVX512 static void rows_f32(const rein_qweight *w, const float *x, int N, float *y, int acc,
+                            int g0, int g1) {
+    rows_of(REIN_TYPE_F32, w, x, N, y, acc, g0, g1);
+}
+
 void qpack_rows(const rein_qweight *w, const float *x, int N, float *y, int accumulate, int g0,
                 int g1) {
     if (w->type == REIN_TYPE_Q8_0) rows_q8_0(w, x, N, y, accumulate, g0, g1);
-    else rows_q4_1(w, x, N, y, accumulate, g0, g1);
+    else if (w->type == REIN_TYPE_Q4_1) rows_q4_1(w, x, N, y, accumulate, g0, g1);
+    else rows_f32(w, x, N, y, accumulate, g0, g1);
 }
 
 #else

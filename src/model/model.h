@@ -85,13 +85,14 @@ struct rein_model {
     rein_layer *layers;           /* (n_layers) */
     rein_lora *lora;              /* attached adapters, or NULL */
     rein_workspace ws;
-    /* The decode view: each linear weight as the file stores it (pointers into the mapping, and
-     * for Q8_0 and Q4_1 a copy repacked for the AVX-512 kernels in dpack), (n_layers *
+    /* The decode view: each linear weight as the file stores it (pointers into the mapping, or
+     * into the arena for F32, and for Q8_0, Q4_1 and F32 a copy repacked for the AVX-512 kernels
+     * in dpack), (n_layers *
      * REIN_LIN_COUNT) in layer order, then the output head. The values are
      * those of the arena, so the decode path reads whichever is fewer bytes; once the arena's
      * weights change (rein_model_weights_changed) it reads the arena. */
     rein_qweight *dview;
-    void *dpack[2]; /* the repacked copies of the decode view's Q8_0 and Q4_1 weights: [0] the
+    void *dpack[2]; /* the repacked copies of the decode view's weights: [0] the
                      * exact mode's (qpack.c), [1] the int8 mode's (qpack_vnni.c), if used */
     int dview_valid;
     int dpack_done[2]; /* each copy is made at the first rein_model_forward in its mode, not at
