@@ -4,7 +4,9 @@
  * W^T) and its two backward products (NN: dX = dY W; TN: dW = dY^T X), as GFLOP/s and % of the
  * machine's FP32 FMA peak (520 GFLOP/s on both cores here; REIN_PEAK_GFLOPS overrides), at rein's
  * thread count, and with BF16 products where the CPU has them (against twice that peak, the rate
- * of vdpbf16ps). OpenBLAS is loaded at run time with dlopen (libopenblas.so.0, as installed, with
+ * of vdpbf16ps), and with the AVX2 kernel where the CPU has AVX2 and FMA (rein_matmul_force_kernel),
+ * against the peak of 256-bit FMAs, which a loop of them measures here before the products
+ * (REIN_AVX2_PEAK_GFLOPS overrides). OpenBLAS is loaded at run time with dlopen (libopenblas.so.0, as installed, with
  * whatever OPENBLAS_* the environment sets), so neither librein nor this program links it; without
  * it only rein's column is printed. Figures, not a test.
  */
@@ -49,6 +51,36 @@ static double run(int kind, int T, int out, int in, const float *x, const float 
     return best;
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* One thread's share of the peak measurement: 12 independent chains of 256-bit FMAs (more than
+ * the FMA pipes times their latency), 2 x 8 x 12 flops an iteration. */
+enum { PEAK_ITERS = 20000000 };
+__attribute__((target("avx2,fma"))) static void fma_loop(void *ctx, int t, int n_tasks) {
+    __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+    for (int it = 0; it < PEAK_ITERS; it++)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += _mm256_cvtss_f32(a[i]);
+    ((float *)ctx)[t] = s; /* keeps the loop */
+}
+
+/* GFLOP/s of 256-bit FMAs on `threads` threads at once, best of 3. */
+static double avx2_peak(int threads) {
+    float sink[64];
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t = rein_time_now();
+        rein_parallel_for(threads, fma_loop, sink);
+        best = REIN_MIN(best, rein_time_now() - t);
+    }
+    return 2.0 * 8 * 12 * PEAK_ITERS * threads / best / 1e9;
+}
+#endif
+
 /* GFLOP/s of each product of each shape, with rein (bf16: its BF16 products) or BLAS (sg). */
 static void measure(sgemm_fn sg, int bf16, double gf[9]) {
     const int T = 1024, shapes[3][2] = {{1536, 576}, {576, 1536}, {49152, 576}};
@@ -81,9 +113,20 @@ int main(void) {
     rein_matmul_set_bf16(0);
     /* rein first: OpenBLAS's threads spin for a while after it starts and after each call, which
      * would take a core from whatever runs next */
-    double gr[9], gh[9], gb[9];
+    double gr[9], gh[9], gb[9], ga[9], apeak = 0;
     measure(NULL, 0, gr);
     if (bf16) measure(NULL, 1, gh);
+    int avx2 = rein_matmul_force_kernel("avx2");
+    if (avx2) {
+        const char *e = getenv("REIN_AVX2_PEAK_GFLOPS");
+#if defined(__x86_64__)
+        apeak = e ? atof(e) : avx2_peak(REIN_MIN(threads, 64));
+#else
+        apeak = e ? atof(e) : 0;
+#endif
+        measure(NULL, 0, ga);
+        rein_matmul_force_kernel(NULL);
+    }
     void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
     sgemm_fn sg = lib ? (sgemm_fn)(uintptr_t)dlsym(lib, "cblas_sgemm") : NULL;
     set_threads_fn st = lib ? (set_threads_fn)(uintptr_t)dlsym(lib, "openblas_set_num_threads") : NULL;
@@ -93,8 +136,9 @@ int main(void) {
     printf("== GEMM, %d threads, rein kernel %s; OpenBLAS %s%s%s\n", threads,
            rein_matmul_kernel_name(), sg ? "libopenblas.so.0" : "not found",
            ct ? ", OPENBLAS_CORETYPE=" : "", ct ? ct : "");
-    printf("%-6s %-18s %10s %7s | %10s %7s | %6s | %10s %7s\n", "op", "shape (M,N,K)", "rein GF/s",
-           "% peak", "BLAS GF/s", "% peak", "ratio", "bf16 GF/s", "% bpeak");
+    printf("%-6s %-18s %10s %7s | %10s %7s | %6s | %10s %7s | %10s %7s\n", "op", "shape (M,N,K)",
+           "rein GF/s", "% peak", "BLAS GF/s", "% peak", "ratio", "bf16 GF/s", "% bpeak",
+           "avx2 GF/s", "% apeak");
     const int T = 1024, shapes[3][2] = {{1536, 576}, {576, 1536}, {49152, 576}};
     static const char *names[3] = {"NT", "NN", "TN"};
     for (int s = 0; s < 3; s++)
@@ -103,6 +147,7 @@ int main(void) {
             /* the product's own (M, N, K): rows of the result, its columns, the reduction */
             int M = kind == 2 ? out : T, N = kind == 0 ? out : in, K = kind == 0 ? in : kind == 1 ? out : T;
             char shape[32], b1[16] = "n/a", b2[16] = "-", rt[16] = "-", h1[16] = "n/a", h2[16] = "-";
+            char a1[16] = "n/a", a2[16] = "-";
             snprintf(shape, sizeof shape, "%dx%dx%d", M, N, K);
             if (sg) {
                 snprintf(b1, sizeof b1, "%.1f", gb[i]);
@@ -113,11 +158,18 @@ int main(void) {
                 snprintf(h1, sizeof h1, "%.1f", gh[i]);
                 snprintf(h2, sizeof h2, "%.1f%%", 100 * gh[i] / bpeak);
             }
-            printf("%-6s %-18s %10.1f %6.1f%% | %10s %7s | %6s | %10s %7s\n", names[kind], shape, gr[i],
-                   100 * gr[i] / peak, b1, b2, rt, h1, h2);
+            if (avx2) {
+                snprintf(a1, sizeof a1, "%.1f", ga[i]);
+                if (apeak > 0) snprintf(a2, sizeof a2, "%.1f%%", 100 * ga[i] / apeak);
+            }
+            printf("%-6s %-18s %10.1f %6.1f%% | %10s %7s | %6s | %10s %7s | %10s %7s\n", names[kind],
+                   shape, gr[i], 100 * gr[i] / peak, b1, b2, rt, h1, h2, a1, a2);
         }
     printf("%% of a %.0f GFLOP/s FP32 FMA peak; ratio = rein / OpenBLAS; bf16: rein with BF16 "
            "products (rein_matmul_set_bf16), %% of a %.0f GFLOP/s BF16 peak\n", peak, bpeak);
+    if (avx2)
+        printf("avx2: rein's AVX2+FMA kernel, %% of a %.0f GFLOP/s peak of 256-bit FMAs (%s)\n", apeak,
+               getenv("REIN_AVX2_PEAK_GFLOPS") ? "REIN_AVX2_PEAK_GFLOPS" : "measured");
     if (lib) dlclose(lib);
     return 0;
 }
