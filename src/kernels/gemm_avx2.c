@@ -23,7 +23,7 @@
 
 #define NR 16   /* columns of B per packed panel: two 8-wide vectors */
 #define MR 6    /* rows of A per micro-kernel call */
-#define MC 120  /* rows of A per block (a multiple of MR): a packed block is 120 KiB, kept in L2 */
+#define MC 240  /* rows of A per block (a multiple of MR): a packed block is 240 KiB, kept in L2 */
 #define NCP 24  /* panels per task at most: 384 columns */
 #define KC 256  /* reduction block: a packed panel is 16 KiB, kept in L1 */
 
@@ -175,7 +175,7 @@ INLINE void prefetch_tile(const rein_gemm *g, int i0, int rows, int c0) {
 
 AVX2 void rein_gemm_task_avx2(void *ctx, int t, int n_tasks) {
     static _Thread_local float bpack[NCP * KC * NR] __attribute__((aligned(64))); /* 384 KiB */
-    static _Thread_local float apack[MC * KC + 8] __attribute__((aligned(64)));   /* 120 KiB */
+    static _Thread_local float apack[MC * KC + 8] __attribute__((aligned(64)));   /* 240 KiB */
     const rein_gemm *g = ctx;
     REIN_ASSERT(!g->bf16 && g->panels_per_task <= NCP && g->row_chunk % MR == 0);
     int pt = t / g->n_row_chunks, rc = t % g->n_row_chunks;
