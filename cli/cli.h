@@ -50,6 +50,15 @@ enum {
 int cli_sampling_option(const char *cmd, int opt, const char *arg, rein_sampler_params *sp);
 extern const char cli_sampling_help[];
 
+/* --int8-decode, shared by the commands that decode: rein_set_decode_int8(1), with a warning where
+ * the CPU cannot (decoding stays exact). */
+enum { OPT_INT8_DECODE = 4000 };
+#define CLI_INT8_DECODE_LONGOPT {"int8-decode", no_argument, 0, OPT_INT8_DECODE}
+#define CLI_INT8_DECODE_HELP                                                                   \
+    "  --int8-decode       decode with int8 activations (Q8_0, Q4_1 weights; AVX-512 VNNI):\n" \
+    "                      faster, batched most; logits slightly off the exact default's\n"
+void cli_int8_decode(const char *cmd);
+
 /* The subcommands: each takes argc/argv starting at its own name and returns the exit status. */
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

@@ -19,6 +19,7 @@ static const char help_head[] =
     "  --stop TEXT         stop when TEXT is generated (repeatable; TEXT is not printed)\n"
     "  --ctx N             context size (default: prompt + max tokens, at most the model's)\n"
     "  --threads N         worker threads (default: all cores, or $REIN_THREADS)\n"
+    CLI_INT8_DECODE_HELP
     "  -v, --verbose       print prompt and generation speed to standard error\n";
 
 int cmd_generate(int argc, char **argv) {
@@ -30,7 +31,8 @@ int cmd_generate(int argc, char **argv) {
         {"system", required_argument, 0, OPT_SYSTEM},
         {"template", required_argument, 0, OPT_TEMPLATE},
         {"stop", required_argument, 0, OPT_STOP}, {"ctx", required_argument, 0, OPT_CTX},
-        {"threads", required_argument, 0, OPT_THREADS}, CLI_SAMPLING_LONGOPTS, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, OPT_THREADS}, CLI_INT8_DECODE_LONGOPT,
+        CLI_SAMPLING_LONGOPTS, {0, 0, 0, 0}};
     const char *adapter = NULL;
     const char *model = NULL, *prompt = NULL, *system = NULL, *tmpl_name = NULL;
     const char *stops[32];
@@ -58,6 +60,7 @@ int cmd_generate(int argc, char **argv) {
         case OPT_THREADS:
             rein_set_threads((int)cli_parse_long("generate", "--threads", optarg, 1, 256));
             break;
+        case OPT_INT8_DECODE: cli_int8_decode("generate"); break;
         default: cli_usage_error("generate", "unknown option");
         }
     }

@@ -134,3 +134,9 @@ rein_status cli_read_stdin(rein_buf *out) {
     if (ferror(stdin)) return rein_error(REIN_ERR_IO, "reading standard input: %s", strerror(errno));
     return rein_buf_append(out, "", 0);
 }
+
+void cli_int8_decode(const char *cmd) {
+    if (!rein_set_decode_int8(1))
+        fprintf(stderr, "rein %s: --int8-decode: this CPU has no AVX-512 VNNI; decoding stays exact\n",
+                cmd);
+}

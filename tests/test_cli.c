@@ -92,6 +92,11 @@ int main(void) {
                !strcmp(out.data + strlen(want), "\n"),
            "\n got: %s\nwant: %s", out.data, want ? want : "?");
 
+    /* --int8-decode runs (llama.cpp's arithmetic: its greedy text may part from the exact one) */
+    snprintf(cmd, sizeof cmd, "%s generate -m %s -p 'The quick brown fox' -n 8 --temp 0 --int8-decode",
+             bin, model);
+    CHECK(test_run(cmd, 1, &out) == 0 && out.len > 8);
+
     /* the same question as the first turn of a scripted chat; a second turn follows on from the
      * cached conversation */
     snprintf(cmd, sizeof cmd,

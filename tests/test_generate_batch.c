@@ -5,7 +5,8 @@
  * string), more sequences than one forward chunk holds; each result must equal rein_generate run
  * alone with seed + i, token for token and byte for byte; the recorded log-probabilities must
  * match log-softmax of a fresh forward over prompt + tokens; a copied prompt prefix must give the
- * same logits as running the prompt again; bad arguments are refused.
+ * same logits as running the prompt again; bad arguments are refused. All of it again in the int8
+ * decoding mode (rein_set_decode_int8) for the Q4_1 and Q8_0 models, where the CPU has it.
  */
 #include "testutil.h"
 
@@ -223,5 +224,15 @@ int main(void) {
     const char *model = test_default_model();
     if (model) check_model(model, "default model");
     else printf("(the default model is absent: only the tiny models were run)\n");
+    /* the int8 mode: a sequence still gets alone what it gets in a batch (the log-probs' check
+     * holds too: forwards as short as these run on the decode kernels, in the same mode) */
+    if (rein_set_decode_int8(1)) {
+        check_model("tests/fixtures/model/tiny_q4_1.gguf", "tiny_q4_1 int8");
+        check_model("tests/fixtures/model/tiny_q8_0.gguf", "tiny_q8_0 int8");
+        if (model) check_model(model, "default model int8");
+        rein_set_decode_int8(0);
+    } else {
+        printf("(no AVX-512 VNNI here: the int8 mode was not run)\n");
+    }
     return test_finish();
 }

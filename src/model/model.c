@@ -263,6 +263,11 @@ static rein_status decode_view_init(rein_model *m) {
     return REIN_OK;
 }
 
+int rein_set_decode_int8(int on) {
+    rein_qmatmul_set_int8(on);
+    return rein_qmatmul_int8();
+}
+
 rein_status rein_model_decode_prepare(rein_model *m) {
     const int mode = rein_qmatmul_int8(); /* the layout rein_qmatmul_pack makes now */
     if (m->dpack_done[mode] || !m->dview_valid) return REIN_OK;
