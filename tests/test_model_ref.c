@@ -15,6 +15,7 @@
  * Fixtures are little-endian; so is every host rein builds on (checked at run time).
  */
 #include "testutil.h"
+#include "kernels/matmul.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -424,7 +425,13 @@ int main(void) {
     }
     /* The reference ran the same dequantized weights in fp32: what is left is summation order over
      * 30 layers, hence 2e-3 on logits of magnitude ~20. */
-    const tolerances tol = {.logit = 2e-3f, .lse = 2e-3f, .tie = 1e-3f, .self = 1e-4f};
+    tolerances tol = {.logit = 2e-3f, .lse = 2e-3f, .tie = 1e-3f, .self = 1e-4f};
+    /* Without AVX-512 the decode kernels (portable) do not sum in the prefill GEMM's order, so a
+     * row alone (decode kernels) and in a batch (GEMM) round apart over 30 layers: 1.5e-4 seen. */
+    if (strcmp(rein_matmul_kernel_name(), "avx512")) {
+        tol.self = 5e-4f;
+        printf("(kernel %s: batch and decode runs to %.0e)\n", rein_matmul_kernel_name(), tol.self);
+    }
     check_model("smollm2", model, &r, &tol);
     ref_free(&r);
     return test_finish();
