@@ -7,7 +7,8 @@
  * - the query heads that share a KV head are handled together (up to ATT_G at once), so each key
  *   and value vector is loaded once for the group and the accumulators stay in registers;
  * - the scores of 16 keys are formed as 16 vectors of partial products and summed horizontally
- *   in one tree (hsum16) rather than one reduction per key.
+ *   in one tree (hsum16) rather than one reduction per key;
+ * - keys and values are prefetched a little ahead: at batch 16 the cache's reads are the cost.
  * Each head's arithmetic is the same whether it runs alone or with the others of its group, and
  * each row's whether it runs alone or in a batch, so a sequence decoded in a batch gets the bits
  * it would get alone; batch 1 runs heads one at a time (more tasks than KV heads for the threads),
@@ -83,6 +84,14 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
                     continue;
                 }
                 const float *ks = kb + (int64_t)(j0 + jb + j) * stride;
+                /* the keys two blocks on, and the values of this block, on their way: each
+                 * (row, KV head) is a short stream of its own, too short for the hardware's
+                 * prefetcher (with it, 1.2-1.5x at batch 16) */
+#pragma GCC unroll 16
+                for (int d = 0; d < DV; d++) {
+                    _mm_prefetch((const char *)(ks + 32 * stride + 16 * d), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(vb + (int64_t)(j0 + jb + j) * stride + 16 * d), _MM_HINT_T0);
+                }
                 __m512 kv[16] = {0}; /* only the first DV are used */
 #pragma GCC unroll 16
                 for (int d = 0; d < DV; d++) kv[d] = _mm512_loadu_ps(ks + 16 * d);
