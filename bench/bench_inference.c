@@ -2,7 +2,8 @@
  *
  * pp512: one forward pass over 512 prompt tokens; tg128: 128 tokens decoded one at a time (the
  * names llama.cpp's llama-bench uses), at batch 1 and with 16 sequences decoded together (one
- * forward of 16 rows a step: the rollout engine's shape), for the default Q4_1 file and its Q8_0
+ * forward of 16 rows a step: the rollout engine's shape; "b16 p512": the 16 continue one 512-token
+ * prompt whose cache rows are copied into each or shared), for the default Q4_1 file and its Q8_0
  * and F32 versions (`rein export --type q8_0|f32`, derived from the Q4_1 file), all threads.
  * llama.cpp is measured in the same run when it can be: $LLAMA_BENCH pointing at a llama-bench
  * binary, else tools/llama_cpp_bench.py through llama-cpp-python if that is installed. The ratio
@@ -64,17 +65,29 @@ static void peer(const char *model, int threads, double *pp, double *tg, char *w
  * weights are not Q8_0 or Q4_1. */
 typedef struct figures {
     double pp, tg1, tg16, tg1_int8, tg16_int8;
+    double tg16_copied, tg16_shared; /* batch 16 behind one 512-token prompt, copied or shared */
 } figures;
 
 enum { NP = 512, NG = 128, NB = 16 };
 
 /* Decode NG steps of b sequences (one token each, one forward a step): tokens/s, the better of
- * two runs (this machine's figures move by 10-20% from one run to the next). */
-static double decode(rein_model *m, rein_kv_cache *kv, float *logits, int b) {
+ * two runs (this machine's figures move by 10-20% from one run to the next). With a prompt
+ * (prompt != NULL), the b sequences continue it: it runs once in sequence 0, and the others get
+ * its cache rows by rein_kv_cache_share (share) or rein_kv_cache_copy: the rollouts of many
+ * samples of one long prompt, as in PPO and self-alignment. */
+static double decode_after(rein_model *m, rein_kv_cache *kv, float *logits, int b,
+                           const int32_t *prompt, int share) {
     double best = 0;
+    int32_t *zero = rein_calloc(NP, sizeof(int32_t));
     for (int rep = 0; rep < 2; rep++) {
         int32_t tok[NB], sq[NB];
         rein_kv_cache_clear(kv, -1);
+        if (prompt) {
+            rein_model_forward(m, kv, prompt, zero, NP, NULL, NULL);
+            for (int i = 1; i < b; i++)
+                if (share) rein_kv_cache_share(kv, 0, i, NP);
+                else rein_kv_cache_copy(kv, 0, i, NP);
+        }
         for (int i = 0; i < b; i++) tok[i] = 200 + i, sq[i] = i;
         rein_model_forward(m, kv, tok, sq, (size_t)b, NULL, logits); /* warm: copies, pages in */
         double t = rein_time_now();
@@ -84,7 +97,12 @@ static double decode(rein_model *m, rein_kv_cache *kv, float *logits, int b) {
         }
         best = REIN_MAX(best, b * NG / (rein_time_now() - t));
     }
+    rein_free(zero);
     return best;
+}
+
+static double decode(rein_model *m, rein_kv_cache *kv, float *logits, int b) {
+    return decode_after(m, kv, logits, b, NULL, 0);
 }
 
 static void measure(rein_model *m, figures *f) {
@@ -108,6 +126,8 @@ static void measure(rein_model *m, figures *f) {
     }
     f->tg1 = decode(m, kv, logits, 1);
     f->tg16 = decode(m, kv, logits, NB);
+    f->tg16_copied = decode_after(m, kv, logits, NB, toks, 0);
+    f->tg16_shared = decode_after(m, kv, logits, NB, toks, 1);
     const int type = rein_model_decode_weight(m, 0, 0).type;
     rein_qmatmul_set_int8(1);
     if (rein_qmatmul_int8() && (type == REIN_TYPE_Q8_0 || type == REIN_TYPE_Q4_1)) {
@@ -182,6 +202,8 @@ int main(int argc, char **argv) {
             row(base, th, "pp512", f.pp, p1, ppp, 0);
             row("", th, "tg128 batch 1", f.tg1, p2, ptg, 0);
             row("", th, "tg128 batch 16", f.tg16, p2, ptg, f.tg1);
+            row("", th, "b16 p512 copy", f.tg16_copied, "", 0, 0);
+            row("", th, "b16 p512 share", f.tg16_shared, "", 0, 0);
             if (f.tg1_int8 > 0) {
                 row("", th, "tg128 b1 int8", f.tg1_int8, p2, ptg, 0);
                 row("", th, "tg128 b16 int8", f.tg16_int8, p2, ptg, f.tg1_int8);

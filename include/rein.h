@@ -395,6 +395,12 @@ void rein_kv_cache_clear(rein_kv_cache *kv, int seq); /* seq < 0 clears all */
 rein_status rein_kv_cache_truncate(rein_kv_cache *kv, int seq, int len);
 /* Copy the first len positions of sequence src into dst (a shared prompt prefix). */
 rein_status rein_kv_cache_copy(rein_kv_cache *kv, int src, int dst, int len);
+/* Let dst start with the first len positions of src without copying them: dst reads those rows
+ * where src holds them (decoding many continuations of one long prompt then reads the prompt's
+ * keys and values once a step, not once a sequence). The logits are those a copy gives, to the
+ * bit. src stays free to grow; clearing or truncating it, or copying or sharing into it, first
+ * copies into dst the rows dst still reads from it, so nothing dst sees ever changes. */
+rein_status rein_kv_cache_share(rein_kv_cache *kv, int src, int dst, int len);
 
 /* Run the model over n tokens that may belong to different sequences: token i goes to sequence
  * seq[i] at the next free position of that sequence (tokens of one sequence in order). Each token
@@ -543,7 +549,7 @@ void rein_generate_result_free(rein_generate_result *r);
  * i / n_samples and uses sequence i of kv, which must have at least n_prompts * n_samples
  * sequences and room for the longest prompt (those sequences are cleared first; afterwards each
  * holds its prompt and the tokens fed back, as rein_generate leaves its one). Each prompt is run
- * once and its KV copied to its other samples (rein_kv_cache_copy). Sequence i samples with its
+ * once and its KV shared with its other samples (rein_kv_cache_share). Sequence i samples with its
  * own sampler seeded p->sampler.seed + i; every other setting of *p (sampler, max_tokens, stop
  * strings, stop_at_eog) applies to each sequence, and each stops on its own. The results equal
  * running each sequence alone through rein_generate with seed p->sampler.seed + i, token for

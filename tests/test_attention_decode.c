@@ -1,7 +1,8 @@
 /* test_attention_decode.c - decoding's attention (rein_attention_forward) against a plain
  * reference in double, on both paths, for the head sizes and grouped-query shapes of Llama-family
- * models; and the batch invariant: a row computed in a batch of 16 (whole KV groups a task) has the
- * bits it has alone (a head a task).
+ * models; the batch invariant: a row computed in a batch of 16 (whole KV groups a task) has the
+ * bits it has alone (a head a task); and a prefix read where another sequence holds it (shared
+ * rows) gives the bits of the same prefix copied into the row's own.
  */
 #include "testutil.h"
 #include "base/base.h"
@@ -57,9 +58,32 @@ static void check_shape(int N, int H, int KVH, int D, int max_keys) {
     double *ref = rein_malloc(sizeof(double) * (size_t)n);
     float *o = rein_malloc(sizeof(float) * (size_t)n), *alone = rein_malloc(sizeof(float) * (size_t)(H * D));
     reference(ref, q, N, H, KVH, D, k, v, n_keys, stride, scale);
+    rein_kv_rows rows[16], shared[16];
+    /* the shared form: each row's first half of keys from a copy elsewhere, its own rows there
+     * overwritten with garbage that must not be read */
+    float *sk = rein_malloc(sizeof(float) * (size_t)(N * max_keys * stride));
+    float *sv = rein_malloc(sizeof(float) * (size_t)(N * max_keys * stride));
+    float *ok = rein_malloc(sizeof(float) * (size_t)(N * max_keys * stride));
+    float *ov = rein_malloc(sizeof(float) * (size_t)(N * max_keys * stride));
+    memcpy(sk, kb, sizeof(float) * (size_t)(N * max_keys * stride));
+    memcpy(sv, vb, sizeof(float) * (size_t)(N * max_keys * stride));
+    memcpy(ok, kb, sizeof(float) * (size_t)(N * max_keys * stride));
+    memcpy(ov, vb, sizeof(float) * (size_t)(N * max_keys * stride));
+    for (int i = 0; i < N; i++) {
+        rows[i] = (rein_kv_rows){.k = k[i], .v = v[i], .n_keys = n_keys[i]};
+        const int64_t at = (int64_t)i * max_keys * stride, nsh = (n_keys[i] + 1) / 2;
+        for (int64_t e = 0; e < nsh * stride; e++) ok[at + e] = ov[at + e] = NAN;
+        shared[i] = (rein_kv_rows){.k = ok + at, .v = ov + at, .k_shared = sk + at,
+                                   .v_shared = sv + at, .n_keys = n_keys[i], .n_shared = (int)nsh};
+    }
+    float *o2 = rein_malloc(sizeof(float) * (size_t)n);
     for (int portable = 0; portable <= 1; portable++) {
         rein_matmul_force_portable(portable);
-        rein_attention_forward(o, q, N, H, KVH, D, k, v, n_keys, stride, scale);
+        rein_attention_forward(o, q, N, H, KVH, D, rows, stride, scale);
+        rein_attention_forward(o2, q, N, H, KVH, D, shared, stride, scale);
+        CHECKF(!memcmp(o, o2, sizeof(float) * (size_t)n),
+               "N=%d H=%d KVH=%d D=%d %s: shared rows differ from own rows", N, H, KVH, D,
+               portable ? "portable" : "fast");
         int bad = 0;
         for (int64_t e = 0; e < n && !bad; e++)
             if (!(fabs(o[e] - ref[e]) <= 2e-6 + 2e-5 * fabs(ref[e]))) {
@@ -69,14 +93,15 @@ static void check_shape(int N, int H, int KVH, int D, int max_keys) {
             }
         CHECK(!bad);
         for (int i = 0; i < N; i++) { /* each row alone: the same bits */
-            rein_attention_forward(alone, q + (int64_t)i * H * D, 1, H, KVH, D, k + i, v + i,
-                                   n_keys + i, stride, scale);
+            rein_attention_forward(alone, q + (int64_t)i * H * D, 1, H, KVH, D, rows + i, stride,
+                                   scale);
             CHECKF(!memcmp(alone, o + (int64_t)i * H * D, sizeof(float) * (size_t)(H * D)),
                    "N=%d H=%d KVH=%d D=%d row %d: batched and alone differ", N, H, KVH, D, i);
         }
     }
     rein_matmul_force_portable(0);
     rein_free(q), rein_free(kb), rein_free(vb), rein_free(ref), rein_free(o), rein_free(alone);
+    rein_free(sk), rein_free(sv), rein_free(ok), rein_free(ov), rein_free(o2);
 }
 
 int main(void) {

@@ -156,6 +156,64 @@ static void test_consistency(rein_model *m) {
     CHECK(kv == NULL);
 }
 
+/* One decode step of `n` sequences, each fed the token `tok[i]`; logits (n, V). */
+static void step(rein_model *m, rein_kv_cache *kv, const int32_t *seqs, const int32_t *tok, int n,
+                 float *logits) {
+    CHECK_OK(rein_model_forward(m, kv, tok, seqs, (size_t)n, NULL, logits));
+}
+
+/* Sequences that share a prefix (rein_kv_cache_share) decode to the bit what a copy of it
+ * (rein_kv_cache_copy) decodes, while the source grows, is truncated below the shared part,
+ * cleared and refilled, and when one shares from a sharer or copies from one. */
+static void test_kv_share(rein_model *m) {
+    rein_kv_cache *kv = NULL;
+    CHECK_OK(rein_kv_cache_new(m, 7, 24, &kv));
+    int32_t prompt[8], s0 = 0;
+    for (int i = 0; i < 8; i++) prompt[i] = 1 + (int32_t)(rein_rng_u64(&rng) % (V - 1));
+    int32_t zeros[8] = {0};
+    float *lg = rein_malloc(sizeof(float) * 7 * V);
+    CHECK_OK(rein_model_forward(m, kv, prompt, zeros, 8, NULL, NULL));
+    CHECK_OK(rein_kv_cache_copy(kv, 0, 1, 8));  /* the reference: a copy */
+    CHECK_OK(rein_kv_cache_share(kv, 0, 2, 8));
+    CHECK_OK(rein_kv_cache_share(kv, 0, 3, 8));
+    CHECK(rein_kv_cache_len(kv, 3) == 8);
+    /* seqs 1..3 decode the same tokens; seq 0 (the source) goes its own way */
+    const int32_t seqs[4] = {0, 1, 2, 3};
+    int bad = 0;
+    for (int t = 0; t < 12; t++) {
+        int32_t x = 1 + (int32_t)(rein_rng_u64(&rng) % (V - 1)), tok[4] = {(x * 7) % (V - 1) + 1, x, x, x};
+        step(m, kv, seqs, tok, 4, lg);
+        bad += memcmp(lg + V, lg + 2 * V, sizeof(float) * V) || memcmp(lg + V, lg + 3 * V, sizeof(float) * V);
+        if (t == 2) { /* a sharer of a sharer, and a copy of a sharer, join in from here */
+            CHECK_OK(rein_kv_cache_share(kv, 2, 4, 11));
+            CHECK_OK(rein_kv_cache_copy(kv, 3, 5, 11));
+        }
+        if (t == 5) CHECK_OK(rein_kv_cache_truncate(kv, 0, 3)); /* below the shared 8 */
+        if (t == 8) {
+            rein_kv_cache_clear(kv, 0); /* and refilled with other tokens */
+            CHECK_OK(rein_model_forward(m, kv, prompt + 1, zeros, 7, NULL, NULL));
+        }
+        if (t >= 3) { /* 4 and 5 are one step behind 1..3: compare them with each other */
+            int32_t s45[2] = {4, 5}, tt[2] = {x, x};
+            float two[2 * V];
+            step(m, kv, s45, tt, 2, two);
+            bad += memcmp(two, two + V, sizeof(float) * V) != 0;
+        }
+    }
+    CHECKF(bad == 0, "%d steps where shared and copied prefixes decoded differently", bad);
+    CHECK(rein_kv_cache_len(kv, 2) == 20 && rein_kv_cache_len(kv, 4) == 20);
+    /* sharing into the source: its sharers keep what they read */
+    CHECK_OK(rein_kv_cache_share(kv, 5, 0, 4));
+    int32_t s123[3] = {1, 2, 3}, tok3[3] = {5, 5, 5};
+    step(m, kv, s123, tok3, 3, lg);
+    CHECK(!memcmp(lg, lg + V, sizeof(float) * V) && !memcmp(lg, lg + 2 * V, sizeof(float) * V));
+    CHECK_ERR(rein_kv_cache_share(kv, 0, 7, 1), REIN_ERR_RANGE, "out of range");
+    CHECK_ERR(rein_kv_cache_share(kv, 1, 6, 22), REIN_ERR_RANGE, "positions of sequence 1");
+    (void)s0;
+    rein_free(lg);
+    rein_kv_cache_free(kv);
+}
+
 int main(void) {
     rein_rng_seed(&rng, 99);
     char path[256];
@@ -173,6 +231,7 @@ int main(void) {
         CHECK(rein_model_n_params(m) == expect);
         CHECK(rein_model_tokenizer(m) == NULL); /* this file has no tokenizer metadata */
         test_consistency(m);
+        test_kv_share(m);
         rein_model_free(m);
     }
     /* bad model files are reported by name */

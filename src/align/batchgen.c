@@ -2,8 +2,9 @@
  * (see batchgen.h).
  *
  * Sequence n_parallel of the cache holds the prefix; slots 0..n_parallel-1 the items. One step:
- * every slot without an item takes the next one (its cache cleared, the prefix copied in, its
- * prompt queued), then one forward pass runs every queued prompt token and every decoding slot's
+ * every slot without an item takes the next one (its cache cleared, the prefix shared with it:
+ * rein_kv_cache_share, so that a step reads the long prefix's keys and values once for all slots,
+ * not once a slot; its prompt queued), then one forward pass runs every queued prompt token and every decoding slot's
  * last token, with logits only for each slot's last token; each slot samples, checks its ends,
  * and reports its item when it has ended.
  */
@@ -156,7 +157,7 @@ rein_status rein_batchgen_run(rein_model *m, const rein_batchgen_params *p, size
                 sl->smp = NULL;
                 if ((st = rein_sampler_new(&sp, V, &sl->smp))) break;
                 rein_kv_cache_clear(kv, s);
-                if (p->n_prefix && (st = rein_kv_cache_copy(kv, S, s, (int)p->n_prefix))) break;
+                if (p->n_prefix && (st = rein_kv_cache_share(kv, S, s, (int)p->n_prefix))) break;
                 sl->item = (int64_t)i;
                 sl->hist.n = 0;
                 rein_buf_clear(&sl->text);

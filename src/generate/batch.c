@@ -1,7 +1,9 @@
 /* batch.c - many sequences decoded together: the rollout engine of PPO and self-alignment.
  *
  * Each prompt runs once (its own forward pass, exactly as rein_generate runs it) and its KV rows
- * are copied to the prompt's other samples. Then every step samples one token for each active
+ * are shared with the prompt's other samples (rein_kv_cache_share: they read the prompt's rows
+ * where its first sample holds them, so a step reads a long prompt's keys and values once, not
+ * once a sample). Then every step samples one token for each active
  * sequence from its row of logits (each sequence has its own seeded sampler and history), records
  * the token's log-probability under the raw logits, applies that sequence's stopping rules, and
  * feeds all surviving tokens back in one forward pass (in chunks of at most REIN_DECODE_ROWS rows,
@@ -105,7 +107,8 @@ rein_status rein_generate_batch(rein_model *m, rein_kv_cache *kv, const int32_t 
     }
     for (int i = 0; i < n_seq && !st; i++) rein_kv_cache_clear(kv, i);
 
-    /* prefill: each prompt alone, then its KV and last logits copied to its other samples */
+    /* prefill: each prompt alone, then its KV shared with its other samples, its last logits
+     * copied */
     double t0 = rein_time_now();
     int64_t n_prompt_total = 0, n_gen_total = 0;
     for (int i = 0; i < n_prompts && !st; i++) {
@@ -114,7 +117,7 @@ rein_status rein_generate_batch(rein_model *m, rein_kv_cache *kv, const int32_t 
         st = rein_model_forward(m, kv, prompts[i], pseq, (size_t)n, want,
                                 logits + (int64_t)s0 * V);
         for (int j = 1; j < n_samples && !st; j++) {
-            st = rein_kv_cache_copy(kv, s0, s0 + j, n);
+            st = rein_kv_cache_share(kv, s0, s0 + j, n);
             memcpy(logits + (int64_t)(s0 + j) * V, logits + (int64_t)s0 * V, sizeof(float) * V);
         }
         for (int j = 0; j < n_samples && !st; j++)

@@ -25,8 +25,7 @@ typedef struct att_job {
     float *out;
     const float *q;
     int N, H, KVH, D;
-    const float *const *k, *const *v;
-    const int *n_keys;
+    const rein_kv_rows *rows;
     int64_t kv_stride;
     float scale;
     int avx;
@@ -59,10 +58,11 @@ AVX512 INLINE __m512 hsum16(const __m512 *v) {
                          _mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/* G query heads (q[h], out o[h]) of one row against one KV head, D = 16 * DV. */
+/* G query heads (q[h], out o[h]) of one row against one KV head, D = 16 * DV: key t at
+ * (t < n_sh ? ksh : kb) + t * stride, values likewise. */
 AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const *q,
-                             const float *kb, const float *vb, int n_keys, int64_t stride,
-                             float scale) {
+                             const float *kb, const float *vb, const float *ksh, const float *vsh,
+                             int n_sh, int n_keys, int64_t stride, float scale) {
     __m512 acc[ATT_G][16];
     float mx[ATT_G], den[ATT_G];
     float sc[ATT_G][ATT_CHUNK] __attribute__((aligned(64)));
@@ -83,14 +83,16 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
                     for (int h = 0; h < G; h++) part[h][j] = _mm512_setzero_ps();
                     continue;
                 }
-                const float *ks = kb + (int64_t)(j0 + jb + j) * stride;
+                const int t = j0 + jb + j;
+                const float *ks = (t < n_sh ? ksh : kb) + (int64_t)t * stride;
+                const float *vn = (t < n_sh ? vsh : vb) + (int64_t)t * stride;
                 /* the keys two blocks on, and the values of this block, on their way: each
                  * (row, KV head) is a short stream of its own, too short for the hardware's
                  * prefetcher (with it, 1.2-1.5x at batch 16) */
 #pragma GCC unroll 16
                 for (int d = 0; d < DV; d++) {
                     _mm_prefetch((const char *)(ks + 32 * stride + 16 * d), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(vb + (int64_t)(j0 + jb + j) * stride + 16 * d), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(vn + 16 * d), _MM_HINT_T0);
                 }
                 __m512 kv[16] = {0}; /* only the first DV are used */
 #pragma GCC unroll 16
@@ -134,7 +136,8 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
             }
         }
         for (int j = 0; j < nk; j++) {
-            const float *vs = vb + (int64_t)(j0 + j) * stride;
+            const int t = j0 + j;
+            const float *vs = (t < n_sh ? vsh : vb) + (int64_t)t * stride;
             __m512 vv[16] = {0};
 #pragma GCC unroll 16
             for (int d = 0; d < DV; d++) vv[d] = _mm512_loadu_ps(vs + 16 * d);
@@ -156,14 +159,16 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
 
 /* The instantiations: constant G and DV, so that the loops unroll and the sums stay in registers. */
 AVX512 static void att_group_avx512(int G, int DV, float *const *o, const float *const *q,
-                                    const float *kb, const float *vb, int n_keys, int64_t stride,
+                                    const float *kb, const float *vb, const float *ksh,
+                                    const float *vsh, int n_sh, int n_keys, int64_t stride,
                                     float scale) {
 #define CASE(g, dv)                                                                            \
-    case (g) * 16 + (dv): att_group(g, dv, o, q, kb, vb, n_keys, stride, scale); return
+    case (g) * 16 + (dv): att_group(g, dv, o, q, kb, vb, ksh, vsh, n_sh, n_keys, stride, scale); return
     switch (G * 16 + DV) {
         CASE(1, 4); CASE(2, 4); CASE(3, 4); CASE(4, 4);
         CASE(1, 8); CASE(2, 8); CASE(3, 8); CASE(4, 8);
-    default: att_group(G, DV, o, q, kb, vb, n_keys, stride, scale); /* other sizes, not unrolled */
+    default: /* other sizes, not unrolled */
+        att_group(G, DV, o, q, kb, vb, ksh, vsh, n_sh, n_keys, stride, scale);
     }
 #undef CASE
 }
@@ -171,17 +176,18 @@ AVX512 static void att_group_avx512(int G, int DV, float *const *o, const float 
 
 /* One (row, head), any D: the plain loop, key by key. */
 static void att_head_portable(const att_job *a, float *oh, const float *qh, const float *kb,
-                              const float *vb, int n_keys) {
+                              const float *vb, const float *ksh, const float *vsh, int n_sh,
+                              int n_keys) {
     const int D = a->D;
     float acc[1024];
     for (int d = 0; d < D; d++) acc[d] = 0;
     float mx = -INFINITY, den = 0;
     for (int s = 0; s < n_keys; s++) {
-        const float *ks = kb + (int64_t)s * a->kv_stride;
+        const float *ks = (s < n_sh ? ksh : kb) + (int64_t)s * a->kv_stride;
         float dot = 0;
         for (int d = 0; d < D; d++) dot += qh[d] * ks[d];
         dot *= a->scale;
-        const float *vs = vb + (int64_t)s * a->kv_stride;
+        const float *vs = (s < n_sh ? vsh : vb) + (int64_t)s * a->kv_stride;
         if (dot > mx) {
             float c = expf(mx - dot); /* rescale what was summed under the old maximum */
             den *= c;
@@ -201,7 +207,11 @@ static void att_task(void *ctx, int t, int n_tasks) {
     const att_job *a = ctx;
     const int tasks_per_row = a->H / a->per_task, i = t / tasks_per_row;
     const int h0 = (t % tasks_per_row) * a->per_task, g = h0 / (a->H / a->KVH), D = a->D;
-    const float *kb = a->k[i] + (int64_t)g * D, *vb = a->v[i] + (int64_t)g * D;
+    const rein_kv_rows *r = &a->rows[i];
+    const float *kb = r->k + (int64_t)g * D, *vb = r->v + (int64_t)g * D;
+    const int n_sh = r->k_shared ? REIN_MIN(r->n_shared, r->n_keys) : 0;
+    const float *ksh = n_sh ? r->k_shared + (int64_t)g * D : kb;
+    const float *vsh = n_sh ? r->v_shared + (int64_t)g * D : vb;
     float *o[ATT_G];
     const float *q[ATT_G];
     for (int h = 0; h < a->per_task; h++) {
@@ -210,18 +220,19 @@ static void att_task(void *ctx, int t, int n_tasks) {
     }
 #if defined(__x86_64__)
     if (a->avx) {
-        att_group_avx512(a->per_task, D / 16, o, q, kb, vb, a->n_keys[i], a->kv_stride, a->scale);
+        att_group_avx512(a->per_task, D / 16, o, q, kb, vb, ksh, vsh, n_sh, r->n_keys,
+                         a->kv_stride, a->scale);
         return;
     }
 #endif
-    for (int h = 0; h < a->per_task; h++) att_head_portable(a, o[h], q[h], kb, vb, a->n_keys[i]);
+    for (int h = 0; h < a->per_task; h++)
+        att_head_portable(a, o[h], q[h], kb, vb, ksh, vsh, n_sh, r->n_keys);
 }
 
 void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, int D,
-                            const float *const *k, const float *const *v, const int *n_keys,
-                            int64_t kv_stride, float scale) {
+                            const rein_kv_rows *rows, int64_t kv_stride, float scale) {
     REIN_ASSERT(D <= 1024 && KVH > 0 && H % KVH == 0);
-    att_job a = {out, q, N, H, KVH, D, k, v, n_keys, kv_stride, scale, 0, 1};
+    att_job a = {out, q, N, H, KVH, D, rows, kv_stride, scale, 0, 1};
     a.avx = rein_kernels_use_avx512() && D % 16 == 0 && D <= 256;
     /* whole groups when there are enough of them for the threads (a batch), else a head a task:
      * the largest divisor of the group size that is at most ATT_G */

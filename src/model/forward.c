@@ -109,12 +109,15 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
                    sizeof(float) * (size_t)kv_dim);
             memcpy(rein_kv_at(kv, kv->v, l, seq[i], w->pos[i]), w->v + (int64_t)i * kv_dim,
                    sizeof(float) * (size_t)kv_dim);
-            w->kp[i] = rein_kv_at(kv, kv->k, l, seq[i], 0);
-            w->vp[i] = rein_kv_at(kv, kv->v, l, seq[i], 0);
-            w->n_keys[i] = w->pos[i] + 1;
+            const int sh = kv->share_len[seq[i]], src = kv->share_src[seq[i]];
+            w->kvr[i] = (rein_kv_rows){.k = rein_kv_at(kv, kv->k, l, seq[i], 0),
+                                       .v = rein_kv_at(kv, kv->v, l, seq[i], 0),
+                                       .k_shared = sh ? rein_kv_at(kv, kv->k, l, src, 0) : NULL,
+                                       .v_shared = sh ? rein_kv_at(kv, kv->v, l, src, 0) : NULL,
+                                       .n_keys = w->pos[i] + 1, .n_shared = sh};
         }
-        rein_attention_forward(w->att, w->q, n, c->n_heads, c->n_kv_heads, hd, w->kp, w->vp,
-                               w->n_keys, kv_dim, scale);
+        rein_attention_forward(w->att, w->q, n, c->n_heads, c->n_kv_heads, hd, w->kvr, kv_dim,
+                               scale);
         if (decode) linear_decode(m, l, REIN_LIN_O, 1, &w->x, w->att, n, 1);
         else rein_linear_forward(m, l, REIN_LIN_O, w->x, w->att, n, 1, NULL, w->lora_tmp);
 

@@ -332,9 +332,7 @@ static void workspace_free(rein_workspace *w) {
     rein_free_aligned(w->x);
     rein_free(w->lora_tmp);
     rein_free(w->pos);
-    rein_free(w->n_keys);
-    rein_free(w->kp);
-    rein_free(w->vp);
+    rein_free(w->kvr);
     rein_free(w->rows);
     rein_free(w->rope_cs);
     rein_free(w->rope_sn);
@@ -403,14 +401,12 @@ rein_status rein_workspace_reserve(rein_model *m, int n) {
     w->lora_cap = keep_cap;
     w->x = rein_malloc_aligned(sizeof(float) * (size_t)(per * n + 8 * 16), 64);
     w->pos = rein_malloc(sizeof(int32_t) * (size_t)n);
-    w->n_keys = rein_malloc(sizeof(int) * (size_t)n);
-    w->kp = rein_malloc(sizeof(float *) * (size_t)n);
-    w->vp = rein_malloc(sizeof(float *) * (size_t)n);
+    w->kvr = rein_malloc(sizeof(rein_kv_rows) * (size_t)n);
     w->rows = rein_malloc(sizeof(int32_t) * (size_t)n);
     size_t half = (size_t)(c->rope_dim / 2 > 0 ? c->rope_dim / 2 : 1);
     w->rope_cs = rein_malloc(sizeof(float) * half * (size_t)n);
     w->rope_sn = rein_malloc(sizeof(float) * half * (size_t)n);
-    if (!w->x || !w->pos || !w->n_keys || !w->kp || !w->vp || !w->rows || !w->rope_cs ||
+    if (!w->x || !w->pos || !w->kvr || !w->rows || !w->rope_cs ||
         !w->rope_sn) {
         workspace_free(w);
         return REIN_ERR_NOMEM;

@@ -8,6 +8,7 @@
 #ifndef REIN_MODEL_MODEL_H
 #define REIN_MODEL_MODEL_H
 
+#include "kernels/ops.h"
 #include "kernels/qmatmul.h"
 #include "rein.h"
 
@@ -35,9 +36,7 @@ typedef struct rein_workspace {
     float *gate;      /* (n, ffn_dim), then silu(gate) * up */
     float *up;        /* (n, ffn_dim) */
     int32_t *pos;     /* (n) position of each token in its sequence */
-    int *n_keys;      /* (n) */
-    const float **kp; /* (n) first key row of each token's sequence in the current layer */
-    const float **vp; /* (n) */
+    rein_kv_rows *kvr; /* (n) the cache rows each token attends to in the current layer */
     int32_t *rows;    /* (n) indices of the tokens whose logits are wanted */
     float *rope_cs;   /* (n, rope_dim / 2) cos of each token's rotary angles, for every layer */
     float *rope_sn;   /* (n, rope_dim / 2) sin */
@@ -127,6 +126,9 @@ struct rein_kv_cache {
     float *k;  /* (n_layers, n_seq, n_ctx, kv_dim) */
     float *v;  /* (n_layers, n_seq, n_ctx, kv_dim) */
     int *len;  /* (n_seq) positions filled */
+    /* (n_seq) sharing (rein_kv_cache_share): positions < share_len[s] of sequence s are read from
+     * sequence share_src[s] (which shares nothing itself), the rest from s's own rows */
+    int *share_src, *share_len;
 };
 
 /* Address of position `pos` of sequence `seq` in layer `layer` of a cache tensor. */
