@@ -2,7 +2,9 @@
  *
  * The forward product of each linear layer shape of the default model at 1024 tokens (NT: y = x
  * W^T) and its two backward products (NN: dX = dY W; TN: dW = dY^T X), as GFLOP/s and % of the
- * machine's FP32 FMA peak (520 GFLOP/s on both cores here; REIN_PEAK_GFLOPS overrides), at rein's
+ * machine's FP32 FMA peak (measured in the same run by a loop of 512-bit FMAs: about 520 GFLOP/s
+ * on both cores here, a few percent less when the machine runs slower; REIN_PEAK_GFLOPS
+ * overrides), at rein's
  * thread count, and with BF16 products where the CPU has them (against twice that peak, the rate
  * of vdpbf16ps), and with the AVX2 kernel where the CPU has AVX2 and FMA (rein_matmul_force_kernel),
  * against the peak of 256-bit FMAs, which a loop of them measures here before the products
@@ -68,16 +70,28 @@ __attribute__((target("avx2,fma"))) static void fma_loop(void *ctx, int t, int n
     ((float *)ctx)[t] = s; /* keeps the loop */
 }
 
-/* GFLOP/s of 256-bit FMAs on `threads` threads at once, best of 3. */
-static double avx2_peak(int threads) {
+/* The same with 512-bit FMAs: 2 x 16 x 12 flops an iteration. */
+__attribute__((target("avx512f"))) static void fma_loop512(void *ctx, int t, int n_tasks) {
+    __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (int it = 0; it < PEAK_ITERS / 2; it++)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += _mm512_cvtss_f32(a[i]);
+    ((float *)ctx)[t] = s;
+}
+
+/* GFLOP/s of 256-bit (wide = 0) or 512-bit FMAs on `threads` threads at once, best of 3. */
+static double fma_peak(int threads, int wide) {
     float sink[64];
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
         double t = rein_time_now();
-        rein_parallel_for(threads, fma_loop, sink);
+        rein_parallel_for(threads, wide ? fma_loop512 : fma_loop, sink);
         best = REIN_MIN(best, rein_time_now() - t);
     }
-    return 2.0 * 8 * 12 * PEAK_ITERS * threads / best / 1e9;
+    return 2.0 * 8 * 12 * PEAK_ITERS * threads / best / 1e9; /* the same flops either way */
 }
 #endif
 
@@ -95,7 +109,9 @@ static void measure(sgemm_fn sg, int bf16, double gf[9]) {
         float *y = rein_malloc_aligned(sizeof(float) * (size_t)ny, 64);
         for (int kind = 0; kind < 3; kind++) {
             double flops = 2.0 * T * out * in;
-            int reps = flops > 3e10 ? 2 : 4;
+            /* best of a second or so of runs (the same for every column): a 4 ms product on this
+             * shared machine moves by several percent from one run to the next */
+            int reps = flops > 3e10 ? 6 : 24;
             run(kind, T, out, in, x, w, dy, y, sg, 1); /* warm up */
             gf[3 * s + kind] = flops / run(kind, T, out, in, x, w, dy, y, sg, reps) / 1e9;
         }
@@ -105,9 +121,20 @@ static void measure(sgemm_fn sg, int bf16, double gf[9]) {
 }
 
 int main(void) {
-    double peak = getenv("REIN_PEAK_GFLOPS") ? atof(getenv("REIN_PEAK_GFLOPS")) : 520.0;
-    double bpeak = 2 * peak; /* vdpbf16ps: two products per lane and instruction */
     int threads = rein_get_threads();
+    /* the peak of 512-bit FMAs, measured in this run before and after rein's products (the
+     * higher of the two): this machine's clock moves by several percent from one hour to the
+     * next, and a ratio means something only against the peak of the same moment. About 520
+     * GFLOP/s on both cores here; REIN_PEAK_GFLOPS overrides, and stands in where there is no
+     * AVX-512. */
+    const char *pe = getenv("REIN_PEAK_GFLOPS");
+    double peak = pe ? atof(pe) : 520.0;
+#if defined(__x86_64__)
+    const int wide = !pe && __builtin_cpu_supports("avx512f");
+    if (wide) peak = fma_peak(REIN_MIN(threads, 64), 1);
+#else
+    const int wide = 0;
+#endif
     rein_matmul_set_bf16(1);
     int bf16 = rein_matmul_bf16();
     rein_matmul_set_bf16(0);
@@ -115,12 +142,16 @@ int main(void) {
      * would take a core from whatever runs next */
     double gr[9], gh[9], gb[9], ga[9], apeak = 0;
     measure(NULL, 0, gr);
+#if defined(__x86_64__)
+    if (wide) peak = REIN_MAX(peak, fma_peak(REIN_MIN(threads, 64), 1));
+#endif
+    double bpeak = 2 * peak; /* vdpbf16ps: two products per lane and instruction */
     if (bf16) measure(NULL, 1, gh);
     int avx2 = rein_matmul_force_kernel("avx2");
     if (avx2) {
         const char *e = getenv("REIN_AVX2_PEAK_GFLOPS");
 #if defined(__x86_64__)
-        apeak = e ? atof(e) : avx2_peak(REIN_MIN(threads, 64));
+        apeak = e ? atof(e) : fma_peak(REIN_MIN(threads, 64), 0);
 #else
         apeak = e ? atof(e) : 0;
 #endif
@@ -165,8 +196,9 @@ int main(void) {
             printf("%-6s %-18s %10.1f %6.1f%% | %10s %7s | %6s | %10s %7s | %10s %7s\n", names[kind],
                    shape, gr[i], 100 * gr[i] / peak, b1, b2, rt, h1, h2, a1, a2);
         }
-    printf("%% of a %.0f GFLOP/s FP32 FMA peak; ratio = rein / OpenBLAS; bf16: rein with BF16 "
-           "products (rein_matmul_set_bf16), %% of a %.0f GFLOP/s BF16 peak\n", peak, bpeak);
+    printf("%% of a %.0f GFLOP/s FP32 FMA peak (%s); ratio = rein / OpenBLAS; bf16: rein with "
+           "BF16 products (rein_matmul_set_bf16), %% of a %.0f GFLOP/s BF16 peak\n", peak,
+           wide ? "512-bit FMAs, measured in this run" : "given", bpeak);
     if (avx2)
         printf("avx2: rein's AVX2+FMA kernel, %% of a %.0f GFLOP/s peak of 256-bit FMAs (%s)\n", apeak,
                getenv("REIN_AVX2_PEAK_GFLOPS") ? "REIN_AVX2_PEAK_GFLOPS" : "measured");

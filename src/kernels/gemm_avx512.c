@@ -26,6 +26,12 @@
 
 #include <string.h>
 
+/* f32 panels read in place from B's rows (NN, TN; task_f32) need no pack buffer: a task may take
+ * every panel, so that it reads its rows of A once. */
+static int panels_in_place(const rein_gemm *g) {
+    return !g->bf16 && g->b_cs == 1 && g->cols % 32 == 0;
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -172,14 +178,11 @@ AVX512 static void pack_b_f32(float *pack, const rein_gemm *g, int k0, int kc, i
 
 /* Pack A[i0:i0+mc, k0:k0+kc] of a TN product (a_rs == 1: a step of the reduction is a row of a)
  * into micro-panels of MR rows, (kc, MR) each, zero-padding rows past mc. Each step's mc values
- * are one contiguous piece of a row of a, read whole (a row of the output head's dY is 196 KB, so
- * every step is a page of its own). The rows of the block packed next ([ni0, ni0 + mc) x
- * [nk0, nk0 + kc), when nk0 >= 0) are fetched into L2 on the way, so that its pack does not wait
- * on memory a step at a time. */
+ * are one contiguous piece of a row of a, read whole, PF_ROWS steps fetched ahead (a row of the
+ * output head's dY is 196 KB, so every step is a page of its own). */
 #define PF_ROWS 8
-AVX512 static void pack_a_f32(float *pack, const rein_gemm *g, int i0, int mc, int k0, int kc,
-                              int ni0, int nk0) {
-    int nv = (mc + 15) / 16;
+AVX512 static void pack_a_f32(float *pack, const rein_gemm *g, int i0, int mc, int k0, int kc) {
+    const int nv = (mc + 15) / 16;
     for (int k = 0; k < kc; k++) {
         const float *src = g->a + (int64_t)(k0 + k) * g->a_ks + i0;
         if (k + PF_ROWS < kc) {
@@ -219,9 +222,9 @@ INLINE const float *panel_f32(const rein_gemm *g, const panels_f32 *ps, int p, i
 
 /* Rows [i0, i0 + mc) of y, panels [p0, p1), (+)= the product over reduction block [k0, k0 + kc). */
 AVX512 static void block_f32(const rein_gemm *g, const panels_f32 *ps, int i0, int mc, int k0,
-                             int kc, int p1, float *apack, int ni0, int nk0) {
+                             int kc, int p1, float *apack) {
     const int packed_a = g->a_ks != 1, add = k0 > 0 || g->acc;
-    if (packed_a) pack_a_f32(apack, g, i0, mc, k0, kc, ni0, nk0);
+    if (packed_a) pack_a_f32(apack, g, i0, mc, k0, kc);
     for (int p = ps->p0; p < p1; p++) {
         int64_t ldp;
         const float *panel = panel_f32(g, ps, p, k0, &ldp);
@@ -247,12 +250,14 @@ AVX512 static void block_f32(const rein_gemm *g, const panels_f32 *ps, int i0, i
 
 /* A task's blocks in one of two orders, with the same sums either way (each block of the
  * reduction summed from zero, then added to y in reduction order):
- * - the task packs B itself: reduction blocks outside, so that each packed block of panels serves
- *   every row of the task;
- * - B is read in place or was packed once for every task: row blocks outside, so that a block of
- *   y (MC rows of the task's panels) stays in cache through the whole reduction instead of being
- *   read and written again from memory for each reduction block (the output head's weight
- *   gradient is 113 MB of y). */
+ * - reduction blocks outside: each block of panels (packed by the task, or read in place) serves
+ *   every row of the task while it is in cache, and the task's y is read and written again for
+ *   each reduction block;
+ * - row blocks outside, when B needs no packing by the task and its rows of y outnumber the
+ *   reduction: a block of y (MC rows of the task's panels) stays in cache through the whole
+ *   reduction, and B (the smaller) is read again for each block of rows. The output head's weight
+ *   gradient is 113 MB of y against a B of 2.4 MB (69-75% of peak the other way round); its
+ *   input gradient's slices are 2.4 MB of y against 9.4 MB of B (the reverse). */
 AVX512 static void task_f32(const rein_gemm *g, int t) {
     static _Thread_local float bpack[NCP * KC * PANEL] __attribute__((aligned(64))); /* 384 KiB */
     static _Thread_local float apack[MC * KC] __attribute__((aligned(64)));          /* 128 KiB */
@@ -260,24 +265,22 @@ AVX512 static void task_f32(const rein_gemm *g, int t) {
     task_range(g, t, &i_begin, &i_end, &p0, &p1);
     panels_f32 ps = {bpack, g->b_cs == 1 && !g->b_packed && p1 * PANEL <= g->cols,
                      block_len(g->red, KC), p0};
-    if (ps.direct || g->b_packed) {
+    const int own_pack = !ps.direct && !g->b_packed;
+    if (!own_pack && i_end - i_begin > g->red) {
         for (int i0 = i_begin; i0 < i_end; i0 += MC)
-            for (int k0 = 0; k0 < g->red; k0 += ps.kb) {
-                int last = k0 + ps.kb >= g->red; /* the next block: this one's right, or below */
+            for (int k0 = 0; k0 < g->red; k0 += ps.kb)
                 block_f32(g, &ps, i0, REIN_MIN(MC, i_end - i0), k0, REIN_MIN(ps.kb, g->red - k0),
-                          p1, apack, last ? i0 + MC : i0,
-                          last ? (i0 + MC < i_end ? 0 : -1) : k0 + ps.kb);
-            }
+                          p1, apack);
         return;
     }
+    REIN_ASSERT(!own_pack || p1 - p0 <= NCP); /* rein_gemm_plan's groups */
     for (int k0 = 0; k0 < g->red; k0 += ps.kb) {
         int kc = REIN_MIN(ps.kb, g->red - k0);
-        for (int p = p0; p < p1; p++)
+        for (int p = p0; p < p1 && own_pack; p++)
             pack_b_f32(bpack + (p - p0) * KC * PANEL, g, k0, kc, p * PANEL,
                        REIN_MIN(PANEL, g->cols - p * PANEL));
         for (int i0 = i_begin; i0 < i_end; i0 += MC)
-            block_f32(g, &ps, i0, REIN_MIN(MC, i_end - i0), k0, kc, p1, apack, i0 + MC,
-                      i0 + MC < i_end ? k0 : -1);
+            block_f32(g, &ps, i0, REIN_MIN(MC, i_end - i0), k0, kc, p1, apack);
     }
 }
 
@@ -512,7 +515,8 @@ static void slice_task(void *ctx, int s, int n_tasks) {
     sub.acc = 0;
     sub.a_packed = NULL;
     sub.b_packed = NULL;
-    int n_groups = (sub.n_panels + NCP - 1) / NCP;
+    /* every panel at once when they are read in place (as rein_gemm_plan does): A once */
+    int n_groups = panels_in_place(g) ? 1 : (sub.n_panels + NCP - 1) / NCP;
     sub.panels_per_task = (sub.n_panels + n_groups - 1) / n_groups;
     sub.row_chunk = (g->rows + MR - 1) / MR * MR;
     sub.n_row_chunks = 1;
@@ -557,10 +561,7 @@ void rein_gemm_run_split(rein_gemm *g, float *partial, int n_slices) {
 int rein_gemm_plan(rein_gemm *g, int n_threads) {
     enum { PANEL_COLS = 32, MAX_PANELS = 12, ROW_UNIT = 8 };
     g->n_panels = (g->cols + PANEL_COLS - 1) / PANEL_COLS;
-    /* f32 panels read in place from B's rows (NN, TN; task_f32) need no pack buffer: one group
-     * of every panel, so that each task reads its rows of A once */
-    int direct = !g->bf16 && g->b_cs == 1 && g->cols % PANEL_COLS == 0;
-    int n_groups = direct ? 1 : (g->n_panels + MAX_PANELS - 1) / MAX_PANELS;
+    int n_groups = panels_in_place(g) ? 1 : (g->n_panels + MAX_PANELS - 1) / MAX_PANELS;
     g->panels_per_task = (g->n_panels + n_groups - 1) / n_groups;
     n_groups = (g->n_panels + g->panels_per_task - 1) / g->panels_per_task;
     /* too few panel groups for the threads: split the rows too, in chunks of at least 64 */
