@@ -25,7 +25,8 @@ static const char usage[] =
     "\n"
     "Run 'rein COMMAND --help' for a command's options. -m MODEL defaults to the downloaded\n"
     "default model (models/" DEFAULT_MODEL_FILE ", fetched by 'make model') or $REIN_MODEL.\n"
-    "Environment: REIN_THREADS (worker threads), REIN_LOG (error|warn|info|debug).\n";
+    "Environment: REIN_THREADS (worker threads), REIN_LOG (error|warn|info|debug),\n"
+    "REIN_KERNEL (avx512|avx2|portable: force the matrix kernels; default: the best the CPU runs).\n";
 
 int main(int argc, char **argv) {
     if (argc < 2) {
