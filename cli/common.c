@@ -137,6 +137,6 @@ rein_status cli_read_stdin(rein_buf *out) {
 
 void cli_int8_decode(const char *cmd) {
     if (!rein_set_decode_int8(1))
-        fprintf(stderr, "rein %s: --int8-decode: this CPU has no AVX-512 VNNI; decoding stays exact\n",
-                cmd);
+        fprintf(stderr, "rein %s: --int8-decode needs AVX-512 VNNI and the AVX-512 kernels (not "
+                        "REIN_KERNEL=avx2|portable); decoding stays exact\n", cmd);
 }
