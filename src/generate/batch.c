@@ -105,7 +105,9 @@ rein_status rein_generate_batch(rein_model *m, rein_kv_cache *kv, const int32_t 
         sp.seed = p->sampler.seed + (uint64_t)i;
         st = rein_sampler_new(&sp, V, &smp[i]);
     }
-    for (int i = 0; i < n_seq && !st; i++) rein_kv_cache_clear(kv, i);
+    /* the last sequences first: a previous call's samples share their prompt with the sequence
+     * before them, and a source cleared before its sharers would copy the rows out to them first */
+    for (int i = n_seq - 1; i >= 0 && !st; i--) rein_kv_cache_clear(kv, i);
 
     /* prefill: each prompt alone, then its KV shared with its other samples, its last logits
      * copied */
