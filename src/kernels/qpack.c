@@ -102,9 +102,8 @@ void qpack_write(const rein_qweight *w, void *dst) {
         return;
     }
 #endif
-    const int64_t bb = packed_block_bytes(w->type);
-    /* the file's bytes for one block of 32 columns of a row (F32's own blocks are single values) */
-    const int64_t sb = w->type == REIN_TYPE_F32 ? 4 * BLK : (int64_t)rein_type_block_bytes(w->type);
+    REIN_ASSERT(w->type != REIN_TYPE_F32); /* packed only where the AVX-512 kernels run */
+    const int64_t bb = packed_block_bytes(w->type), sb = (int64_t)rein_type_block_bytes(w->type);
     const int nb = w->cols / BLK, ng = (w->rows + QPACK_G - 1) / QPACK_G;
     for (int g = 0; g < ng; g++) {
         for (int c = 0; c < nb; c++) {
@@ -113,10 +112,6 @@ void qpack_write(const rein_qweight *w, void *dst) {
             for (int r = 0; r < QPACK_G && g * QPACK_G + r < w->rows; r++) {
                 const int64_t row = (int64_t)g * QPACK_G + r;
                 const uint8_t *b = (const uint8_t *)w->data + row * w->row_bytes + c * sb;
-                if (w->type == REIN_TYPE_F32) {
-                    for (int k = 0; k < BLK; k++) memcpy(o + 4 * (QPACK_G * k + r), b + 4 * k, 4);
-                    continue;
-                }
                 memcpy(o + 2 * r, b, 2); /* d */
                 if (w->type == REIN_TYPE_Q8_0) {
                     for (int k = 0; k < BLK; k++) o[2 * QPACK_G + QPACK_G * k + r] = b[2 + k];
