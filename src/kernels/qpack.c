@@ -317,9 +317,7 @@ AVX512 INLINE void rows_of(int type, const rein_qweight *w, const float *x, int 
         const float *xi = x + (int64_t)i0 * K;
         float *yi = y + (int64_t)i0 * M;
         for (int g = g0; g < g1;) {
-            const int rest = g1 - g;
-            int np = rest >= most ? most : 1;
-            if (most == 4) np = rest == 5 || rest == 6 ? 3 : REIN_MIN(4, rest);
+            const int np = qpack_tile_groups(g1 - g, most);
             const uint8_t *pk = (const uint8_t *)w->packed + g * gs;
             const int r0 = g * QPACK_G;
 #define TILE(NX, NP) tile(type, pk, gs, nb, span, xi, K, NX, NP, yi, M, r0, accumulate)

@@ -19,6 +19,14 @@
  * the prefill GEMM (gemm_avx512.c), so that decoding and prefill round alike. */
 int qpack_span(int K);
 
+/* How many of the `rest` groups left a tile takes side by side, at most `most`: a group alone is
+ * one chain, bound by the FMA's latency, so 5 or 6 left at 4 a tile go as 3 + 2 or 3 + 3, not
+ * 4 + 1 or 4 + 2. Both decode kernels (here and qpack_vnni.c) walk their groups so. */
+static inline int qpack_tile_groups(int rest, int most) {
+    if (most == 4 && (rest == 5 || rest == 6)) return 3;
+    return rest < most ? rest : most;
+}
+
 /* The tiles of NX activation rows by NP groups that both decode kernels (here and
  * qpack_vnni.c) run with at most 8 accumulators, as the cases of `switch (nx * 16 + np)` calling
  * TILE(NX, NP), TILE(1, 1) the default: constant shapes, so that the sums stay in registers. */

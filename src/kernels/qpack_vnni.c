@@ -265,9 +265,7 @@ VNNI INLINE void rows_of(int type, const rein_qweight *w, const qvnni_x *x, int 
     const int64_t gs = group_bytes(type, nb);
     const int most = N <= 2 ? 4 : N <= 4 ? 2 : 1;
     for (int g = g0; g < g1;) {
-        const int rest = g1 - g;
-        int np = REIN_MIN(most, rest);
-        if (most == 4 && (rest == 5 || rest == 6)) np = 3;
+        const int np = qpack_tile_groups(g1 - g, most);
         const uint8_t *pk = (const uint8_t *)w->packed_int8 + g * gs;
         for (int i0 = 0; i0 < N;) {
             const int left = N - i0, fit = 8 / np;
