@@ -30,6 +30,13 @@ typedef struct rein_gemm {
 /* Cut g's output into tasks for n_threads threads; returns the number of tasks. */
 int rein_gemm_plan(rein_gemm *g, int n_threads);
 
+/* The tiling both kernels use: panels of `panel` columns in as few even groups of at most
+ * `max_panels` as there can be, and when that makes fewer than 4 tasks a thread, the rows cut
+ * too, into chunks that are multiples of `row_unit` and at least `min_rows` long. Returns the
+ * number of tasks. */
+int rein_gemm_plan_tiles(rein_gemm *g, int n_threads, int panel, int max_panels, int row_unit,
+                         int min_rows);
+
 #if defined(__x86_64__)
 /* Task t of a planned product, with AVX-512 (BF16 products need AVX512_BF16). */
 void rein_gemm_task_avx512(void *ctx, int t, int n_tasks);

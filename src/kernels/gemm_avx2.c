@@ -204,14 +204,7 @@ AVX2 void rein_gemm_task_avx2(void *ctx, int t, int n_tasks) {
     }
 }
 int rein_gemm_plan_avx2(rein_gemm *g, int n_threads) {
-    g->n_panels = (g->cols + NR - 1) / NR;
-    int n_groups = (g->n_panels + NCP - 1) / NCP;
-    g->panels_per_task = (g->n_panels + n_groups - 1) / n_groups;
-    /* fewer than 4 tasks a thread: split the rows too, in chunks of at least 10 micro-tiles */
-    int chunks = REIN_MIN((4 * n_threads + n_groups - 1) / n_groups, g->rows / (10 * MR));
-    chunks = REIN_MAX(1, chunks);
-    g->row_chunk = ((g->rows + chunks - 1) / chunks + MR - 1) / MR * MR;
-    g->n_row_chunks = (g->rows + g->row_chunk - 1) / g->row_chunk;
-    return n_groups * g->n_row_chunks;
+    /* panels of NR, at most NCP a task (its pack buffer), row chunks of at least 10 micro-tiles */
+    return rein_gemm_plan_tiles(g, n_threads, NR, NCP, MR, 10 * MR);
 }
 #endif /* __x86_64__ */

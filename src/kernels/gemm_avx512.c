@@ -558,19 +558,26 @@ void rein_gemm_run_split(rein_gemm *g, float *partial, int n_slices) {
 }
 #endif /* __x86_64__ */
 
-int rein_gemm_plan(rein_gemm *g, int n_threads) {
-    enum { PANEL_COLS = 32, MAX_PANELS = 12, ROW_UNIT = 8 };
-    g->n_panels = (g->cols + PANEL_COLS - 1) / PANEL_COLS;
-    int n_groups = panels_in_place(g) ? 1 : (g->n_panels + MAX_PANELS - 1) / MAX_PANELS;
+int rein_gemm_plan_tiles(rein_gemm *g, int n_threads, int panel, int max_panels, int row_unit,
+                         int min_rows) {
+    g->n_panels = (g->cols + panel - 1) / panel;
+    int n_groups = (g->n_panels + max_panels - 1) / max_panels;
     g->panels_per_task = (g->n_panels + n_groups - 1) / n_groups;
     n_groups = (g->n_panels + g->panels_per_task - 1) / g->panels_per_task;
-    /* too few panel groups for the threads: split the rows too, in chunks of at least 64 */
-    int chunks = 1;
-    if (n_groups < 4 * n_threads)
-        chunks = REIN_MAX(1, REIN_MIN((4 * n_threads + n_groups - 1) / n_groups, g->rows / 64));
-    g->row_chunk = ((g->rows + chunks - 1) / chunks + ROW_UNIT - 1) / ROW_UNIT * ROW_UNIT;
+    int chunks = REIN_MAX(1, REIN_MIN((4 * n_threads + n_groups - 1) / n_groups, g->rows / min_rows));
+    g->row_chunk = ((g->rows + chunks - 1) / chunks + row_unit - 1) / row_unit * row_unit;
     g->n_row_chunks = (g->rows + g->row_chunk - 1) / g->row_chunk;
     return n_groups * g->n_row_chunks;
+}
+
+int rein_gemm_plan(rein_gemm *g, int n_threads) {
+    /* panels of 32 for 8-row tiles, at most 12 a task where the task packs them (NCP, its
+     * buffer's size), every one where they are read in place; row chunks of at least 64 */
+    enum { PANEL_COLS = 32, MAX_PANELS = 12, ROW_UNIT = 8, MIN_ROWS = 64 };
+    const int n_panels = (g->cols + PANEL_COLS - 1) / PANEL_COLS;
+    return rein_gemm_plan_tiles(g, n_threads, PANEL_COLS,
+                                panels_in_place(g) ? REIN_MAX(1, n_panels) : MAX_PANELS, ROW_UNIT,
+                                MIN_ROWS);
 }
 
 int rein_gemm_cpu_has_bf16(void) {
