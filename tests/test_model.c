@@ -168,7 +168,7 @@ static void step(rein_model *m, rein_kv_cache *kv, const int32_t *seqs, const in
 static void test_kv_share(rein_model *m) {
     rein_kv_cache *kv = NULL;
     CHECK_OK(rein_kv_cache_new(m, 7, 24, &kv));
-    int32_t prompt[8], s0 = 0;
+    int32_t prompt[8];
     for (int i = 0; i < 8; i++) prompt[i] = 1 + (int32_t)(rein_rng_u64(&rng) % (V - 1));
     int32_t zeros[8] = {0};
     float *lg = rein_malloc(sizeof(float) * 7 * V);
@@ -209,7 +209,6 @@ static void test_kv_share(rein_model *m) {
     CHECK(!memcmp(lg, lg + V, sizeof(float) * V) && !memcmp(lg, lg + 2 * V, sizeof(float) * V));
     CHECK_ERR(rein_kv_cache_share(kv, 0, 7, 1), REIN_ERR_RANGE, "out of range");
     CHECK_ERR(rein_kv_cache_share(kv, 1, 6, 22), REIN_ERR_RANGE, "positions of sequence 1");
-    (void)s0;
     rein_free(lg);
     rein_kv_cache_free(kv);
 }

@@ -86,8 +86,7 @@ struct rein_model {
     rein_workspace ws;
     /* The decode view: each linear weight as the file stores it (pointers into the mapping, or
      * into the arena for F32, and for Q8_0, Q4_1 and F32 a copy repacked for the AVX-512 kernels
-     * in dpack), (n_layers *
-     * REIN_LIN_COUNT) in layer order, then the output head. The values are
+     * in dpack), (n_layers * REIN_LIN_COUNT) in layer order, then the output head. The values are
      * those of the arena, so the decode path reads whichever is fewer bytes; once the arena's
      * weights change (rein_model_weights_changed) it reads the arena. */
     rein_qweight *dview;
