@@ -94,8 +94,9 @@ static int one(const char *path, int dpo, int full) {
             fprintf(stderr, "%s\n", rein_last_error());
             return 1;
         }
-        rein_grad_clip(&pl, 1.0);
-        rein_adamw_step(&opt, &pl, &ap, ap.lr);
+        float gs;
+        rein_grad_clip_scale(&pl, 1.0, &gs);
+        rein_adamw_step_scaled(&opt, &pl, &ap, ap.lr, gs);
         double dt = rein_time_now() - t0;
         if (step > 0 && dt < best) best = dt; /* step 0 warms up */
     }

@@ -73,8 +73,9 @@ static int one(const char *path, int full, int threads, int bf16) {
         rein_lm_head_xent(m, ts, targets, 1.0f / (B * (T - 1)), &loss);
         losses[step] = loss;
         rein_train_backward(m, ts);
-        rein_grad_clip(&pl, 1.0);
-        rein_adamw_step(&opt, &pl, &ap, ap.lr);
+        float gs;
+        rein_grad_clip_scale(&pl, 1.0, &gs);
+        rein_adamw_step_scaled(&opt, &pl, &ap, ap.lr, gs);
         double dt = rein_time_now() - t0;
         if (step > 0 && dt < best) best = dt; /* step 0 warms up */
     }

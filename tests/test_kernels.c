@@ -263,19 +263,32 @@ static void test_adamw(void) {
             v[p][i] = 0.01f * (float)(i % 7);
         }
     }
-    rein_adamw_coef c = {0.1f, 0.999f, 0.001f, 0.3f, 1e-8f, 0.003f, 0.9999f};
+    /* the gradient scaled by 0.75 inside the update (clipping folded in) */
+    rein_adamw_coef c = {0.1f, 0.999f, 0.001f, 0.3f, 1e-8f, 0.003f, 0.9999f, 0.75f};
     rein_adamw_update(w[0], g, m[0], v[0], N, &c);
     rein_adamw_update_ref(w[1], g, m[1], v[1], N, &c);
     CHECK(!memcmp(w[0], w[1], sizeof w[0]) && !memcmp(m[0], m[1], sizeof m[0]) &&
           !memcmp(v[0], v[1], sizeof v[0]));
     double worst = 0;
     for (int i = 0; i < N; i++) {
-        double mm = m0[i] + ((double)g[i] - m0[i]) * c.c1;
-        double vv = 0.01 * (i % 7) * c.b2 + (double)g[i] * g[i] * c.c2;
+        double gi = (double)g[i] * c.gscale;
+        double mm = m0[i] + (gi - m0[i]) * c.c1;
+        double vv = 0.01 * (i % 7) * c.b2 + gi * gi * c.c2;
         double ww = (double)w0[i] * c.decay - c.step * mm / (sqrt(vv) / c.bc2_sqrt + c.eps);
         worst = fmax(worst, fabs(ww - w[1][i]) / (fabs(ww) + 1e-6));
     }
     CHECKF(worst < 1e-5, "AdamW update: worst relative difference %g from the formula", worst);
+    /* the same bits as scaling the gradient first and updating with scale 1 */
+    float gs[N], w2[N], m2[N], v2[N];
+    for (int i = 0; i < N; i++) {
+        gs[i] = g[i] * 0.75f;
+        w2[i] = w0[i], m2[i] = m0[i], v2[i] = 0.01f * (float)(i % 7);
+    }
+    rein_adamw_coef c1 = c;
+    c1.gscale = 1.0f;
+    rein_adamw_update(w2, gs, m2, v2, N, &c1);
+    CHECK(!memcmp(w2, w[0], sizeof w2) && !memcmp(m2, m[0], sizeof m2) &&
+          !memcmp(v2, v[0], sizeof v2));
     rein_free(g), rein_free(w0), rein_free(m0);
 }
 

@@ -45,6 +45,10 @@ rein_status rein_adamw_init(rein_adamw *o, int64_t n);
 void rein_adamw_free(rein_adamw *o);
 /* One AdamW step at learning rate lr (the schedule's), as torch.optim.AdamW computes it. */
 void rein_adamw_step(rein_adamw *o, const rein_param_list *pl, const rein_adamw_params *p, float lr);
+/* The same step on the gradients times grad_scale, which stay unscaled in memory: the bits of
+ * rein_grad_scale(pl, grad_scale) then rein_adamw_step, one pass over the gradients fewer. */
+void rein_adamw_step_scaled(rein_adamw *o, const rein_param_list *pl, const rein_adamw_params *p,
+                            float lr, float grad_scale);
 
 /* The global L2 norm of every gradient (computed in double). */
 double rein_grad_norm(const rein_param_list *pl);
@@ -53,6 +57,9 @@ void rein_grad_scale(const rein_param_list *pl, float s);
 /* Clip to max_norm as torch.nn.utils.clip_grad_norm_ does; returns the norm before clipping,
  * which is NaN or infinite exactly when some gradient is (the squares are summed in double). */
 double rein_grad_clip(const rein_param_list *pl, double max_norm);
+/* rein_grad_clip's norm and scale (1 when it would not clip) without scaling: for
+ * rein_adamw_step_scaled. */
+double rein_grad_clip_scale(const rein_param_list *pl, double max_norm, float *scale);
 
 typedef enum rein_schedule { REIN_SCHED_CONSTANT, REIN_SCHED_LINEAR, REIN_SCHED_COSINE } rein_schedule;
 

@@ -771,14 +771,15 @@ rein_status rein_rl_run(rein_model *m, const rein_rl_opts *o, const rein_rl_prom
                 double dl = r->pg.loss + r->vf.loss + r->kl_term - loss0;
                 int64_t step_no = ((it * o->epochs) + e) * o->minibatches + mb;
                 lr = rein_lr_at(o->schedule, o->adam.lr, step_no, 0, total_steps) * r->state[1];
-                double norm = rein_grad_clip(&r->pl, o->clip); /* non-finite: a bad gradient */
+                float gscale; /* a non-finite norm: a bad gradient */
+                double norm = rein_grad_clip_scale(&r->pl, o->clip, &gscale);
                 if (!isfinite(dl) || !isfinite(norm)) {
                     bad_iter = 1;
                     skipped_here++;
                     break;
                 }
                 r->grad_norm_sum += norm;
-                rein_adamw_step(&r->opt, &r->pl, &o->adam, lr);
+                rein_adamw_step_scaled(&r->opt, &r->pl, &o->adam, lr, gscale);
                 r->n_updates++;
             }
         }

@@ -283,9 +283,10 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
             if (rein_test_hook("REIN_TEST_NAN_STEPS", cs.step + 1) && pl.n > 0)
                 pl.spans[0].g[0] = NAN; /* tests: poison this step's gradient */
             double mean = weight > 0 ? loss / weight : 0;
-            /* one pass for the norm: a NaN or Inf gradient makes it non-finite (the clipping of a
-             * bad step is harmless: the step is skipped and its gradients zeroed) */
-            double norm = rein_grad_clip(&pl, o->clip);
+            /* one pass for the norm: a NaN or Inf gradient makes it non-finite; clipping's scale
+             * is applied inside the update, not in a pass of its own */
+            float gscale;
+            double norm = rein_grad_clip_scale(&pl, o->clip, &gscale);
             int bad = !isfinite(mean) || !isfinite(norm);
             float lr = rein_lr_at(o->schedule, o->adam.lr, cs.step, warmup, total_steps);
             cs.micro = mb1;
@@ -304,7 +305,7 @@ rein_status rein_train_run(rein_model *m, const rein_train_opts *o, const rein_o
                             (long long)cs.step + 1);
             } else {
                 cs.bad_streak = 0;
-                rein_adamw_step(&opt, &pl, &o->adam, lr);
+                rein_adamw_step_scaled(&opt, &pl, &o->adam, lr, gscale);
                 if (o->full) rein_model_weights_changed(m);
             }
             cs.step++;
