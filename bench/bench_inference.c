@@ -3,8 +3,10 @@
  * pp512: one forward pass over 512 prompt tokens; tg128: 128 tokens decoded one at a time (the
  * names llama.cpp's llama-bench uses), at batch 1 and with 16 sequences decoded together (one
  * forward of 16 rows a step: the rollout engine's shape; "b16 p512": the 16 continue one 512-token
- * prompt whose cache rows are copied into each or shared), for the default Q4_1 file and its Q8_0
- * and F32 versions (`rein export --type q8_0|f32`, derived from the Q4_1 file), all threads.
+ * prompt whose cache rows are copied into each or shared; "f16 KV": with a KV cache of f16, the
+ * CLI's --kv-f16; "int8": with int8 activations, --int8-decode), for the default Q4_1 file and
+ * its Q8_0 and F32 versions (`rein export --type q8_0|f32`, derived from the Q4_1 file), 1 and all
+ * threads.
  * llama.cpp is measured in the same run when it can be: $LLAMA_BENCH pointing at a llama-bench
  * binary, else tools/llama_cpp_bench.py through llama-cpp-python if that is installed. The ratio
  * printed is rein / llama.cpp (above 1: rein is faster). Not a test: nothing here passes or fails.
@@ -66,6 +68,7 @@ static void peer(const char *model, int threads, double *pp, double *tg, char *w
 typedef struct figures {
     double pp, tg1, tg16, tg1_int8, tg16_int8;
     double tg16_copied, tg16_shared; /* batch 16 behind one 512-token prompt, copied or shared */
+    double tg16_f16, tg16_int8_f16;  /* batch 16 with an f16 KV cache */
 } figures;
 
 enum { NP = 512, NG = 128, NB = 16 };
@@ -112,8 +115,9 @@ static void measure(rein_model *m, figures *f) {
     float *logits = rein_malloc(sizeof(float) * (size_t)c->n_vocab * NB);
     uint8_t *want = rein_calloc(NP, 1);
     want[NP - 1] = 1;
-    rein_kv_cache *kv;
-    if (!toks || !seq || !logits || !want || rein_kv_cache_new(m, NB, NP + NG + 1, &kv)) {
+    rein_kv_cache *kv, *kv16;
+    if (!toks || !seq || !logits || !want || rein_kv_cache_new(m, NB, NP + NG + 1, &kv) ||
+        rein_kv_cache_new_typed(m, NB, NP + NG + 1, REIN_TYPE_F16, &kv16)) {
         fprintf(stderr, "bench_inference: out of memory\n");
         exit(1);
     }
@@ -128,14 +132,17 @@ static void measure(rein_model *m, figures *f) {
     f->tg16 = decode(m, kv, logits, NB);
     f->tg16_copied = decode_after(m, kv, logits, NB, toks, 0);
     f->tg16_shared = decode_after(m, kv, logits, NB, toks, 1);
+    f->tg16_f16 = decode(m, kv16, logits, NB);
     const int type = rein_model_decode_weight(m, 0, 0).type;
     rein_qmatmul_set_int8(1);
     if (rein_qmatmul_int8() && (type == REIN_TYPE_Q8_0 || type == REIN_TYPE_Q4_1)) {
         f->tg1_int8 = decode(m, kv, logits, 1);
         f->tg16_int8 = decode(m, kv, logits, NB);
+        f->tg16_int8_f16 = decode(m, kv16, logits, NB);
     }
     rein_qmatmul_set_int8(0);
     rein_kv_cache_free(kv);
+    rein_kv_cache_free(kv16);
     rein_free(toks), rein_free(seq), rein_free(logits), rein_free(want);
 }
 
@@ -204,9 +211,11 @@ int main(int argc, char **argv) {
             row("", th, "tg128 batch 16", f.tg16, p2, ptg, f.tg1);
             row("", th, "b16 p512 copy", f.tg16_copied, "", 0, 0);
             row("", th, "b16 p512 share", f.tg16_shared, "", 0, 0);
+            row("", th, "b16 f16 KV", f.tg16_f16, p2, ptg, f.tg1);
             if (f.tg1_int8 > 0) {
                 row("", th, "tg128 b1 int8", f.tg1_int8, p2, ptg, 0);
                 row("", th, "tg128 b16 int8", f.tg16_int8, p2, ptg, f.tg1_int8);
+                row("", th, "b16 int8 f16KV", f.tg16_int8_f16, p2, ptg, f.tg1_int8);
             }
             fflush(stdout);
             base = "";

@@ -59,6 +59,14 @@ enum { OPT_INT8_DECODE = 4000 };
     "                      faster, batched most; logits slightly off the exact default's\n"
 void cli_int8_decode(const char *cmd);
 
+/* --kv-f16, shared by the same commands: KV caches of f16 elements (rein_set_kv_cache_type). */
+enum { OPT_KV_F16 = 4001 };
+#define CLI_KV_F16_LONGOPT {"kv-f16", no_argument, 0, OPT_KV_F16}
+#define CLI_KV_F16_HELP                                                                        \
+    "  --kv-f16            keys and values cached as f16: half the cache's memory, faster\n"   \
+    "                      long or batched decoding; logits slightly off the f32 cache's\n"
+void cli_kv_f16(void);
+
 /* The subcommands: each takes argc/argv starting at its own name and returns the exit status. */
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

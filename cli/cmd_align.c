@@ -37,6 +37,8 @@ static const char help[] =
     "  --threads N            worker threads (default: all cores)\n"
     "  --int8-decode          decode with int8 activations (Q8_0, Q4_1 weights; AVX-512\n"
     "                         VNNI): faster, batched most; logits slightly off the exact default's\n"
+    "  --kv-f16               keys and values cached as f16: half the cache's memory, faster\n"
+    "                         batched decoding; logits slightly off the f32 cache's\n"
     "  --plain                log lines instead of progress bars\n"
     "Inputs (rein's own in data/ by default; replace any with your own):\n"
     "  --principles FILE      one 'name: text' a line (data/principles.txt)\n"
@@ -157,7 +159,8 @@ int cmd_align(int argc, char **argv) {
         {"stages", required_argument, 0, O_STAGES}, {"resume", no_argument, 0, O_RESUME},
         {"seed", required_argument, 0, O_SEED}, {"parallel", required_argument, 0, O_PAR},
         {"threads", required_argument, 0, O_THREADS}, {"plain", no_argument, 0, O_PLAIN},
-        CLI_INT8_DECODE_LONGOPT, {"principles", required_argument, 0, O_PRINC}, {"exemplars", required_argument, 0, O_EXEMP},
+        CLI_INT8_DECODE_LONGOPT, CLI_KV_F16_LONGOPT,
+        {"principles", required_argument, 0, O_PRINC}, {"exemplars", required_argument, 0, O_EXEMP},
         {"seeds", required_argument, 0, O_SEEDS}, {"seed-tasks", required_argument, 0, O_STASKS},
         {"verbose-prompt", required_argument, 0, O_VERB},
         {"answer-tokens", required_argument, 0, O_ATOK},
@@ -195,6 +198,7 @@ int cmd_align(int argc, char **argv) {
         case O_PAR: o.n_parallel = (int)cli_parse_long("align", "--parallel", optarg, 1, 1024); break;
         case O_THREADS: rein_set_threads((int)cli_parse_long("align", "--threads", optarg, 1, 256)); break;
         case OPT_INT8_DECODE: cli_int8_decode("align"); break;
+        case OPT_KV_F16: cli_kv_f16(); break;
         case O_PLAIN: o.plain = 1; break;
         case O_PRINC: princ = optarg; break;
         case O_EXEMP: exemp = optarg; break;

@@ -24,7 +24,7 @@ static const char help_head[] =
     "  --template NAME     chat template: chatml, llama3 or generic (default: from the model)\n"
     "  --ctx N             context size (default: 4096, at most the model's)\n"
     "  --threads N         worker threads (default: all cores, or $REIN_THREADS)\n"
-    CLI_INT8_DECODE_HELP;
+    CLI_INT8_DECODE_HELP CLI_KV_F16_HELP;
 
 typedef struct convo {
     rein_chat_msg *msgs;
@@ -55,7 +55,7 @@ int cmd_chat(int argc, char **argv) {
         {"adapter", required_argument, 0, OPT_ADAPTER_DIR},
         {"max-tokens", required_argument, 0, 'n'}, {"system", required_argument, 0, OPT_SYSTEM},
         {"template", required_argument, 0, OPT_TEMPLATE}, {"ctx", required_argument, 0, OPT_CTX},
-        {"threads", required_argument, 0, OPT_THREADS}, CLI_INT8_DECODE_LONGOPT,
+        {"threads", required_argument, 0, OPT_THREADS}, CLI_INT8_DECODE_LONGOPT, CLI_KV_F16_LONGOPT,
         CLI_SAMPLING_LONGOPTS, {0, 0, 0, 0}};
     const char *adapter = NULL;
     const char *model = NULL, *system = NULL, *tmpl_name = NULL;
@@ -74,6 +74,7 @@ int cmd_chat(int argc, char **argv) {
         case OPT_CTX: n_ctx = (int)cli_parse_long("chat", "--ctx", optarg, 16, 1 << 20); break;
         case OPT_THREADS: rein_set_threads((int)cli_parse_long("chat", "--threads", optarg, 1, 256)); break;
         case OPT_INT8_DECODE: cli_int8_decode("chat"); break;
+        case OPT_KV_F16: cli_kv_f16(); break;
         default: cli_usage_error("chat", "unknown option");
         }
     }

@@ -19,7 +19,7 @@ static const char help_head[] =
     "  --stop TEXT         stop when TEXT is generated (repeatable; TEXT is not printed)\n"
     "  --ctx N             context size (default: prompt + max tokens, at most the model's)\n"
     "  --threads N         worker threads (default: all cores, or $REIN_THREADS)\n"
-    CLI_INT8_DECODE_HELP
+    CLI_INT8_DECODE_HELP CLI_KV_F16_HELP
     "  -v, --verbose       print prompt and generation speed to standard error\n";
 
 int cmd_generate(int argc, char **argv) {
@@ -31,7 +31,7 @@ int cmd_generate(int argc, char **argv) {
         {"system", required_argument, 0, OPT_SYSTEM},
         {"template", required_argument, 0, OPT_TEMPLATE},
         {"stop", required_argument, 0, OPT_STOP}, {"ctx", required_argument, 0, OPT_CTX},
-        {"threads", required_argument, 0, OPT_THREADS}, CLI_INT8_DECODE_LONGOPT,
+        {"threads", required_argument, 0, OPT_THREADS}, CLI_INT8_DECODE_LONGOPT, CLI_KV_F16_LONGOPT,
         CLI_SAMPLING_LONGOPTS, {0, 0, 0, 0}};
     const char *adapter = NULL;
     const char *model = NULL, *prompt = NULL, *system = NULL, *tmpl_name = NULL;
@@ -61,6 +61,7 @@ int cmd_generate(int argc, char **argv) {
             rein_set_threads((int)cli_parse_long("generate", "--threads", optarg, 1, 256));
             break;
         case OPT_INT8_DECODE: cli_int8_decode("generate"); break;
+        case OPT_KV_F16: cli_kv_f16(); break;
         default: cli_usage_error("generate", "unknown option");
         }
     }

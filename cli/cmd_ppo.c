@@ -83,6 +83,8 @@ static const char help_common[] =
     "  --threads N          worker threads (default: all cores)\n"
     "  --int8-decode        sample with int8 activations (Q8_0, Q4_1 weights; AVX-512 VNNI):\n"
     "                       faster rollouts; their log-probs slightly off the exact ones\n"
+    "  --kv-f16             keys and values cached as f16 in the rollouts: half the cache's\n"
+    "                       memory, faster; their log-probs slightly off the exact ones\n"
     "  --plain              log lines instead of a progress bar\n";
 
 /* The options that mean what they mean in the other trainers are parsed by train_opts.c
@@ -147,7 +149,7 @@ static int run(int argc, char **argv, rein_rl_algo algo) {
         {"max-bad-steps", required_argument, 0, O_MAXBAD}, {"out", required_argument, 0, OPT_T_OUT},
         {"resume", no_argument, 0, OPT_T_RESUME}, {"save-every", required_argument, 0, OPT_T_SAVE},
         {"seed", required_argument, 0, OPT_T_SEED}, {"threads", required_argument, 0, OPT_T_THREADS},
-        {"plain", no_argument, 0, OPT_T_PLAIN}, CLI_INT8_DECODE_LONGOPT,
+        {"plain", no_argument, 0, OPT_T_PLAIN}, CLI_INT8_DECODE_LONGOPT, CLI_KV_F16_LONGOPT,
         {"temp", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOP_K},
         {"top-p", required_argument, 0, OPT_TOP_P}, {"min-p", required_argument, 0, OPT_MIN_P},
         {0, 0, 0, 0}};
@@ -225,6 +227,7 @@ static int run(int argc, char **argv, rein_rl_algo algo) {
             else cli_usage_error(cmd, "--kl-alarm expects lower or stop, got '%s'", optarg);
             break;
         case OPT_INT8_DECODE: cli_int8_decode(cmd); break;
+        case OPT_KV_F16: cli_kv_f16(); break;
         case O_MAXBAD: o.max_bad_steps = (int)cli_parse_long(cmd, "--max-bad-steps", optarg, 1, 1 << 20); break;
         default: cli_usage_error(cmd, "unknown option");
         }

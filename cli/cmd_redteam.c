@@ -31,7 +31,7 @@ static const char help[] =
     "  --out DIR           where the results go (required)\n"
     "  --parallel N        sequences decoded together (default 16)\n"
     "  --threads N         worker threads\n"
-    CLI_INT8_DECODE_HELP
+    CLI_INT8_DECODE_HELP CLI_KV_F16_HELP
     "  --plain             log lines instead of progress bars\n";
 
 enum {
@@ -54,7 +54,8 @@ int cmd_redteam(int argc, char **argv) {
         {"max-tokens", required_argument, 0, O_MAXTOK}, {"limit", required_argument, 0, O_LIMIT},
         {"out", required_argument, 0, O_OUT}, {"parallel", required_argument, 0, O_PAR},
         {"threads", required_argument, 0, O_THREADS}, {"plain", no_argument, 0, O_PLAIN},
-        {"reward-model", required_argument, 0, O_RM}, CLI_INT8_DECODE_LONGOPT, {0, 0, 0, 0}};
+        {"reward-model", required_argument, 0, O_RM}, CLI_INT8_DECODE_LONGOPT, CLI_KV_F16_LONGOPT,
+        {0, 0, 0, 0}};
     const char *model = NULL, *adapter = NULL, *beh = NULL, *ben = NULL, *ref = NULL, *out = NULL;
     const char *rm_dir = NULL;
     rein_redteam_opts ro = rein_redteam_default_opts();
@@ -74,6 +75,7 @@ int cmd_redteam(int argc, char **argv) {
         case O_PAR: ro.n_parallel = (int)cli_parse_long("redteam", "--parallel", optarg, 1, 1024); break;
         case O_THREADS: rein_set_threads((int)cli_parse_long("redteam", "--threads", optarg, 1, 256)); break;
         case OPT_INT8_DECODE: cli_int8_decode("redteam"); break;
+        case OPT_KV_F16: cli_kv_f16(); break;
         case O_PLAIN: ro.plain = 1; break;
         case O_RM: rm_dir = optarg; break;
         default: cli_usage_error("redteam", "unknown option");

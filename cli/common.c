@@ -135,6 +135,10 @@ rein_status cli_read_stdin(rein_buf *out) {
     return rein_buf_append(out, "", 0);
 }
 
+void cli_kv_f16(void) {
+    (void)rein_set_kv_cache_type(REIN_TYPE_F16); /* cannot fail: F16 is a cache type */
+}
+
 void cli_int8_decode(const char *cmd) {
     if (!rein_set_decode_int8(1))
         fprintf(stderr, "rein %s: --int8-decode needs AVX-512 VNNI and the AVX-512 kernels (not "

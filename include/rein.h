@@ -386,6 +386,18 @@ int64_t rein_model_n_params(const rein_model *m);
 typedef struct rein_kv_cache rein_kv_cache;
 
 rein_status rein_kv_cache_new(const rein_model *m, int n_seq, int n_ctx, rein_kv_cache **out);
+/* The same with the keys and values stored as `type`: REIN_TYPE_F32 (exact), or REIN_TYPE_F16 (as
+ * llama.cpp's default): half the memory, and half the bytes attention reads a step, which at batch
+ * 16 is a fifth of decoding's time. Each key and value is rounded to f16 once, when written;
+ * prefill and decoding then read the same rounded values, so decoding still gives the logits the
+ * prefill gives and a sequence in a batch the logits it gets alone, but neither is the f32 cache's
+ * (the logits move by about 1e-3 of their spread). REIN_ERR_INVALID for another type. */
+rein_status rein_kv_cache_new_typed(const rein_model *m, int n_seq, int n_ctx, rein_type type,
+                                    rein_kv_cache **out);
+/* The type rein_kv_cache_new gives (process-wide; REIN_TYPE_F32 unless set; the CLI's --kv-f16
+ * sets REIN_TYPE_F16). REIN_ERR_INVALID for a type other than F32 and F16. */
+rein_status rein_set_kv_cache_type(rein_type type);
+rein_type rein_kv_cache_type(const rein_kv_cache *kv);
 void rein_kv_cache_free(rein_kv_cache *kv);
 int rein_kv_cache_len(const rein_kv_cache *kv, int seq); /* positions filled in sequence seq */
 int rein_kv_cache_n_ctx(const rein_kv_cache *kv);

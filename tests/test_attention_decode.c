@@ -1,13 +1,15 @@
 /* test_attention_decode.c - decoding's attention (rein_attention_forward) against a plain
  * reference in double, on both paths, for the head sizes and grouped-query shapes of Llama-family
  * models; the batch invariant: a row computed in a batch of 16 (whole KV groups a task) has the
- * bits it has alone (a head a task); and a prefix read where another sequence holds it (shared
- * rows) gives the bits of the same prefix copied into the row's own.
+ * bits it has alone (a head a task); a prefix read where another sequence holds it (shared
+ * rows) gives the bits of the same prefix copied into the row's own; and f16 rows give the bits
+ * of f32 rows holding their values.
  */
 #include "testutil.h"
 #include "base/base.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/quant.h"
 
 #include <math.h>
 #include <string.h>
@@ -79,8 +81,8 @@ static void check_shape(int N, int H, int KVH, int D, int max_keys) {
     float *o2 = rein_malloc(sizeof(float) * (size_t)n);
     for (int portable = 0; portable <= 1; portable++) {
         rein_matmul_force_portable(portable);
-        rein_attention_forward(o, q, N, H, KVH, D, rows, stride, scale);
-        rein_attention_forward(o2, q, N, H, KVH, D, shared, stride, scale);
+        rein_attention_forward(o, q, N, H, KVH, D, rows, stride, 0, scale);
+        rein_attention_forward(o2, q, N, H, KVH, D, shared, stride, 0, scale);
         CHECKF(!memcmp(o, o2, sizeof(float) * (size_t)n),
                "N=%d H=%d KVH=%d D=%d %s: shared rows differ from own rows", N, H, KVH, D,
                portable ? "portable" : "fast");
@@ -94,14 +96,56 @@ static void check_shape(int N, int H, int KVH, int D, int max_keys) {
         CHECK(!bad);
         for (int i = 0; i < N; i++) { /* each row alone: the same bits */
             rein_attention_forward(alone, q + (int64_t)i * H * D, 1, H, KVH, D, rows + i, stride,
-                                   scale);
+                                   0, scale);
             CHECKF(!memcmp(alone, o + (int64_t)i * H * D, sizeof(float) * (size_t)(H * D)),
                    "N=%d H=%d KVH=%d D=%d row %d: batched and alone differ", N, H, KVH, D, i);
+        }
+    }
+    /* f16 rows, as a cache may hold them: the bits of f32 rows holding the same (rounded)
+     * values, on both paths, batched or alone, own or shared */
+    const int64_t ne = (int64_t)N * max_keys * stride;
+    uint16_t *hk = rein_malloc(2 * (size_t)ne), *hv = rein_malloc(2 * (size_t)ne);
+    uint16_t *hok = rein_malloc(2 * (size_t)ne), *hov = rein_malloc(2 * (size_t)ne);
+    rein_fp32_to_fp16_row(hk, kb, ne);
+    rein_fp32_to_fp16_row(hv, vb, ne);
+    for (int64_t e = 0; e < ne; e++) { /* the f32 rows of the rounded values */
+        sk[e] = rein_fp16_to_fp32(hk[e]);
+        sv[e] = rein_fp16_to_fp32(hv[e]);
+        hok[e] = isnan(ok[e]) ? 0x7e00 : hk[e]; /* the garbage where shared rows are read */
+        hov[e] = isnan(ov[e]) ? 0x7e00 : hv[e];
+    }
+    rein_kv_rows hrows[16], hshared[16];
+    for (int i = 0; i < N; i++) {
+        const int64_t at = (int64_t)i * max_keys * stride;
+        rows[i] = (rein_kv_rows){.k = sk + at, .v = sv + at, .n_keys = n_keys[i]};
+        hrows[i] = (rein_kv_rows){.k = hk + at, .v = hv + at, .n_keys = n_keys[i]};
+        hshared[i] = (rein_kv_rows){.k = hok + at, .v = hov + at, .k_shared = hk + at,
+                                    .v_shared = hv + at, .n_keys = n_keys[i],
+                                    .n_shared = shared[i].n_shared};
+    }
+    for (int portable = 0; portable <= 1; portable++) {
+        rein_matmul_force_portable(portable);
+        const char *path = portable ? "portable" : "fast";
+        rein_attention_forward(o, q, N, H, KVH, D, rows, stride, 0, scale);
+        rein_attention_forward(o2, q, N, H, KVH, D, hrows, stride, 1, scale);
+        CHECKF(!memcmp(o, o2, sizeof(float) * (size_t)n),
+               "N=%d H=%d KVH=%d D=%d %s: f16 rows differ from f32 rows of their values", N, H,
+               KVH, D, path);
+        rein_attention_forward(o2, q, N, H, KVH, D, hshared, stride, 1, scale);
+        CHECKF(!memcmp(o, o2, sizeof(float) * (size_t)n),
+               "N=%d H=%d KVH=%d D=%d %s: shared f16 rows differ", N, H, KVH, D, path);
+        for (int i = 0; i < N; i++) {
+            rein_attention_forward(alone, q + (int64_t)i * H * D, 1, H, KVH, D, hrows + i, stride,
+                                   1, scale);
+            CHECKF(!memcmp(alone, o + (int64_t)i * H * D, sizeof(float) * (size_t)(H * D)),
+                   "N=%d H=%d KVH=%d D=%d %s row %d: f16 batched and alone differ", N, H, KVH, D,
+                   path, i);
         }
     }
     rein_matmul_force_portable(0);
     rein_free(q), rein_free(kb), rein_free(vb), rein_free(ref), rein_free(o), rein_free(alone);
     rein_free(sk), rein_free(sv), rein_free(ok), rein_free(ov), rein_free(o2);
+    rein_free(hk), rein_free(hv), rein_free(hok), rein_free(hov);
 }
 
 int main(void) {

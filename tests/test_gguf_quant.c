@@ -6,6 +6,7 @@
  * tools/gen_quant_fixture.py with gguf-py's GGUFWriter and gguf.quants. Both sides compute in f32
  * with the same operations in the same order, so every comparison is bit-exact (no tolerance).
  */
+#include "kernels/matmul.h"
 #include "kernels/quant.h"
 #include "testutil.h"
 
@@ -80,6 +81,33 @@ static void test_scalars(void) {
     CHECK(rein_fp32_to_bf16(1.0f + 0x1p-8f) == 0x3f80); /* tie to even: down */
     CHECK(rein_fp32_to_bf16(1.0f + 0x3p-8f) == 0x3f82); /* tie to even: up */
     CHECK(isnan(rein_bf16_to_fp32(rein_fp32_to_bf16(NAN))));
+
+    /* the row conversion (vectorized where AVX-512 runs) against the scalar one: every f32 whose
+     * low 13 bits are a tie, just below or above one, across every exponent, signs, NaN and
+     * infinities, at lengths off the vector's 16 */
+    enum { NR = 4099 };
+    static float row[NR];
+    static uint16_t got[NR];
+    for (int i = 0; i < NR; i++) {
+        const uint32_t low[] = {0x1000, 0x0fff, 0x1001, 0x3000, 0x0000, 0x1fff};
+        uint32_t u = ((uint32_t)(i % 2) << 31) | ((uint32_t)((i / 2) % 256) << 23) |
+                     ((uint32_t)(i * 2654435761u) & 0x7fe000u) | low[(i / 512) % 6];
+        memcpy(&row[i], &u, 4);
+    }
+    for (int portable = 0; portable <= 1; portable++) {
+        rein_matmul_force_portable(portable);
+        for (int n = NR; n >= NR - 17; n -= 17) {
+            int bad = 0;
+            rein_fp32_to_fp16_row(got, row, n);
+            for (int i = 0; i < n; i++) {
+                uint16_t want = rein_fp32_to_fp16(row[i]);
+                bad += got[i] != want && !(isnan(row[i]) && (got[i] & 0x7e00) == 0x7e00);
+            }
+            CHECKF(bad == 0, "%s: %d of %d f16 row conversions differ from the scalar one",
+                   portable ? "portable" : "fast", bad, n);
+        }
+    }
+    rein_matmul_force_portable(0);
 }
 
 /* Compare n floats bit for bit; report the first difference. */

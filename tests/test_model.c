@@ -213,6 +213,37 @@ static void test_kv_share(rein_model *m) {
     rein_kv_cache_free(kv);
 }
 
+/* An f16 cache: its type, the logits near the f32 cache's but not equal to them (the keys and
+ * values were rounded), the same logits through rein_kv_cache_new while F16 is the default, and
+ * types a cache cannot hold refused. */
+static void test_kv_f16(rein_model *m) {
+    rein_kv_cache *k32, *k16, *kdef;
+    CHECK_OK(rein_kv_cache_new(m, 1, 16, &k32));
+    CHECK_OK(rein_kv_cache_new_typed(m, 1, 16, REIN_TYPE_F16, &k16));
+    CHECK(rein_kv_cache_type(k32) == REIN_TYPE_F32 && rein_kv_cache_type(k16) == REIN_TYPE_F16);
+    CHECK_OK(rein_set_kv_cache_type(REIN_TYPE_F16));
+    CHECK_OK(rein_kv_cache_new(m, 1, 16, &kdef));
+    CHECK_OK(rein_set_kv_cache_type(REIN_TYPE_F32));
+    CHECK(rein_kv_cache_type(kdef) == REIN_TYPE_F16);
+    int32_t toks[12], seq[12] = {0};
+    for (int i = 0; i < 12; i++) toks[i] = (int32_t)(rein_rng_u64(&rng) % V);
+    float *a = rein_malloc(sizeof(float) * 12 * V), *b = rein_malloc(sizeof(float) * 12 * V);
+    float *c = rein_malloc(sizeof(float) * 12 * V);
+    CHECK_OK(rein_model_forward(m, k32, toks, seq, 12, NULL, a));
+    CHECK_OK(rein_model_forward(m, k16, toks, seq, 12, NULL, b));
+    CHECK_OK(rein_model_forward(m, kdef, toks, seq, 12, NULL, c));
+    double d = max_diff(a, b, 12 * V);
+    printf("f16 cache vs f32: worst relative diff %.3g\n", d);
+    CHECK(d > 0 && d <= 3e-2);
+    CHECK(!memcmp(b, c, sizeof(float) * 12 * V));
+    rein_kv_cache *bad = NULL;
+    CHECK_ERR(rein_kv_cache_new_typed(m, 1, 16, REIN_TYPE_Q8_0, &bad), REIN_ERR_INVALID, "Q8_0");
+    CHECK(bad == NULL);
+    CHECK_ERR(rein_set_kv_cache_type(REIN_TYPE_BF16), REIN_ERR_INVALID, "BF16");
+    rein_free(a), rein_free(b), rein_free(c);
+    rein_kv_cache_free(k32), rein_kv_cache_free(k16), rein_kv_cache_free(kdef);
+}
+
 int main(void) {
     rein_rng_seed(&rng, 99);
     char path[256];
@@ -231,6 +262,13 @@ int main(void) {
         CHECK(rein_model_tokenizer(m) == NULL); /* this file has no tokenizer metadata */
         test_consistency(m);
         test_kv_share(m);
+        /* the same invariants with f16 keys and values (the CLI's --kv-f16), and how far they
+         * move the logits */
+        CHECK_OK(rein_set_kv_cache_type(REIN_TYPE_F16));
+        test_consistency(m);
+        test_kv_share(m);
+        CHECK_OK(rein_set_kv_cache_type(REIN_TYPE_F32));
+        test_kv_f16(m);
         rein_model_free(m);
     }
     /* bad model files are reported by name */

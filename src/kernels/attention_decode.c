@@ -12,21 +12,25 @@
  * Each head's arithmetic is the same whether it runs alone or with the others of its group, and
  * each row's whether it runs alone or in a batch, so a sequence decoded in a batch gets the bits
  * it would get alone; batch 1 runs heads one at a time (more tasks than KV heads for the threads),
- * larger batches whole groups.
+ * larger batches whole groups. Keys and values may be f16 (a cache's choice): each is widened to
+ * f32 exactly as it is loaded, and the arithmetic is the f32 rows' own.
  */
 #include "kernels/ops.h"
 #include "base/base.h"
 #include "kernels/matmul.h"
+#include "kernels/quant.h"
 #include "kernels/vexp.h"
 
 #include <math.h>
+#include <string.h>
 
 typedef struct att_job {
     float *out;
     const float *q;
     int N, H, KVH, D;
     const rein_kv_rows *rows;
-    int64_t kv_stride;
+    int64_t kv_stride; /* elements */
+    int f16;           /* the rows' elements are f16 (else f32) */
     float scale;
     int avx;
     int per_task; /* query heads a task takes together (1, or the heads of a KV head, <= ATT_G) */
@@ -58,11 +62,18 @@ AVX512 INLINE __m512 hsum16(const __m512 *v) {
                          _mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/* G query heads (q[h], out o[h]) of one row against one KV head, D = 16 * DV: key t at
- * (t < n_sh ? ksh : kb) + t * stride, values likewise. */
-AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const *q,
-                             const float *kb, const float *vb, const float *ksh, const float *vsh,
+/* 16 elements of a key or value row from p, as f32. */
+AVX512 INLINE __m512 load16(const char *p, int f16) {
+    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p))
+               : _mm512_loadu_ps((const float *)p);
+}
+
+/* G query heads (q[h], out o[h]) of one row against one KV head, D = 16 * DV, elements f16 when
+ * F16 (else f32): key t at (t < n_sh ? ksh : kb) + t * stride bytes, values likewise. */
+AVX512 INLINE void att_group(int G, int DV, int F16, float *const *o, const float *const *q,
+                             const char *kb, const char *vb, const char *ksh, const char *vsh,
                              int n_sh, int n_keys, int64_t stride, float scale) {
+    const int elt = F16 ? 2 : 4;
     __m512 acc[ATT_G][16];
     float mx[ATT_G], den[ATT_G];
     float sc[ATT_G][ATT_CHUNK] __attribute__((aligned(64)));
@@ -84,19 +95,19 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
                     continue;
                 }
                 const int t = j0 + jb + j;
-                const float *ks = (t < n_sh ? ksh : kb) + (int64_t)t * stride;
-                const float *vn = (t < n_sh ? vsh : vb) + (int64_t)t * stride;
-                /* the keys two blocks on, and the values of this block, on their way: each
-                 * (row, KV head) is a short stream of its own, too short for the hardware's
-                 * prefetcher (with it, 1.2-1.5x at batch 16) */
+                const char *ks = (t < n_sh ? ksh : kb) + (int64_t)t * stride;
+                const char *vn = (t < n_sh ? vsh : vb) + (int64_t)t * stride;
+                /* the keys two blocks on, and the values of this block, on their way, a line at
+                 * a time: each (row, KV head) is a short stream of its own, too short for the
+                 * hardware's prefetcher (with it, 1.2-1.5x at batch 16) */
 #pragma GCC unroll 16
-                for (int d = 0; d < DV; d++) {
-                    _mm_prefetch((const char *)(ks + 32 * stride + 16 * d), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(vn + 16 * d), _MM_HINT_T0);
+                for (int b = 0; b < 16 * DV * elt; b += 64) {
+                    _mm_prefetch(ks + 32 * stride + b, _MM_HINT_T0);
+                    _mm_prefetch(vn + b, _MM_HINT_T0);
                 }
                 __m512 kv[16] = {0}; /* only the first DV are used */
 #pragma GCC unroll 16
-                for (int d = 0; d < DV; d++) kv[d] = _mm512_loadu_ps(ks + 16 * d);
+                for (int d = 0; d < DV; d++) kv[d] = load16(ks + 16 * d * elt, F16);
 #pragma GCC unroll 16
                 for (int h = 0; h < G; h++) {
                     __m512 s = _mm512_mul_ps(_mm512_loadu_ps(q[h]), kv[0]);
@@ -137,10 +148,10 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
         }
         for (int j = 0; j < nk; j++) {
             const int t = j0 + j;
-            const float *vs = (t < n_sh ? vsh : vb) + (int64_t)t * stride;
+            const char *vs = (t < n_sh ? vsh : vb) + (int64_t)t * stride;
             __m512 vv[16] = {0};
 #pragma GCC unroll 16
-            for (int d = 0; d < DV; d++) vv[d] = _mm512_loadu_ps(vs + 16 * d);
+            for (int d = 0; d < DV; d++) vv[d] = load16(vs + 16 * d * elt, F16);
 #pragma GCC unroll 16
             for (int h = 0; h < G; h++) {
                 const __m512 p = _mm512_set1_ps(sc[h][j]);
@@ -157,37 +168,52 @@ AVX512 INLINE void att_group(int G, int DV, float *const *o, const float *const 
     }
 }
 
-/* The instantiations: constant G and DV, so that the loops unroll and the sums stay in registers. */
-AVX512 static void att_group_avx512(int G, int DV, float *const *o, const float *const *q,
-                                    const float *kb, const float *vb, const float *ksh,
-                                    const float *vsh, int n_sh, int n_keys, int64_t stride,
-                                    float scale) {
-#define CASE(g, dv)                                                                            \
-    case (g) * 16 + (dv): att_group(g, dv, o, q, kb, vb, ksh, vsh, n_sh, n_keys, stride, scale); return
-    switch (G * 16 + DV) {
-        CASE(1, 4); CASE(2, 4); CASE(3, 4); CASE(4, 4);
-        CASE(1, 8); CASE(2, 8); CASE(3, 8); CASE(4, 8);
+/* The instantiations: constant G, DV and element type, so that the loops unroll and the sums stay
+ * in registers. */
+AVX512 static void att_group_avx512(int G, int DV, int f16, float *const *o,
+                                    const float *const *q, const char *kb, const char *vb,
+                                    const char *ksh, const char *vsh, int n_sh, int n_keys,
+                                    int64_t stride, float scale) {
+#define CASE(g, dv, h)                                                                         \
+    case (h) * 256 + (g) * 16 + (dv):                                                          \
+        att_group(g, dv, h, o, q, kb, vb, ksh, vsh, n_sh, n_keys, stride, scale);               \
+        return
+    switch (f16 * 256 + G * 16 + DV) {
+        CASE(1, 4, 0); CASE(2, 4, 0); CASE(3, 4, 0); CASE(4, 4, 0);
+        CASE(1, 8, 0); CASE(2, 8, 0); CASE(3, 8, 0); CASE(4, 8, 0);
+        CASE(1, 4, 1); CASE(2, 4, 1); CASE(3, 4, 1); CASE(4, 4, 1);
+        CASE(1, 8, 1); CASE(2, 8, 1); CASE(3, 8, 1); CASE(4, 8, 1);
     default: /* other sizes, not unrolled */
-        att_group(G, DV, o, q, kb, vb, ksh, vsh, n_sh, n_keys, stride, scale);
+        if (f16) att_group(G, DV, 1, o, q, kb, vb, ksh, vsh, n_sh, n_keys, stride, scale);
+        else att_group(G, DV, 0, o, q, kb, vb, ksh, vsh, n_sh, n_keys, stride, scale);
     }
 #undef CASE
 }
 #endif
 
+/* Element d of a key or value row. */
+static float elem(const char *row, int d, int f16) {
+    if (!f16) return ((const float *)row)[d];
+    uint16_t h;
+    memcpy(&h, row + 2 * d, 2);
+    return rein_fp16_to_fp32(h);
+}
+
 /* One (row, head), any D: the plain loop, key by key. */
-static void att_head_portable(const att_job *a, float *oh, const float *qh, const float *kb,
-                              const float *vb, const float *ksh, const float *vsh, int n_sh,
+static void att_head_portable(const att_job *a, float *oh, const float *qh, const char *kb,
+                              const char *vb, const char *ksh, const char *vsh, int n_sh,
                               int n_keys) {
-    const int D = a->D;
+    const int D = a->D, f16 = a->f16;
+    const int64_t stride = a->kv_stride * (f16 ? 2 : 4);
     float acc[1024];
     for (int d = 0; d < D; d++) acc[d] = 0;
     float mx = -INFINITY, den = 0;
     for (int s = 0; s < n_keys; s++) {
-        const float *ks = (s < n_sh ? ksh : kb) + (int64_t)s * a->kv_stride;
+        const char *ks = (s < n_sh ? ksh : kb) + (int64_t)s * stride;
         float dot = 0;
-        for (int d = 0; d < D; d++) dot += qh[d] * ks[d];
+        for (int d = 0; d < D; d++) dot += qh[d] * elem(ks, d, f16);
         dot *= a->scale;
-        const float *vs = (s < n_sh ? vsh : vb) + (int64_t)s * a->kv_stride;
+        const char *vs = (s < n_sh ? vsh : vb) + (int64_t)s * stride;
         if (dot > mx) {
             float c = expf(mx - dot); /* rescale what was summed under the old maximum */
             den *= c;
@@ -196,7 +222,7 @@ static void att_head_portable(const att_job *a, float *oh, const float *qh, cons
         }
         float p = expf(dot - mx);
         den += p;
-        for (int d = 0; d < D; d++) acc[d] += p * vs[d];
+        for (int d = 0; d < D; d++) acc[d] += p * elem(vs, d, f16);
     }
     float inv = den > 0 ? 1.0f / den : 0.0f;
     for (int d = 0; d < D; d++) oh[d] = acc[d] * inv;
@@ -208,10 +234,11 @@ static void att_task(void *ctx, int t, int n_tasks) {
     const int tasks_per_row = a->H / a->per_task, i = t / tasks_per_row;
     const int h0 = (t % tasks_per_row) * a->per_task, g = h0 / (a->H / a->KVH), D = a->D;
     const rein_kv_rows *r = &a->rows[i];
-    const float *kb = r->k + (int64_t)g * D, *vb = r->v + (int64_t)g * D;
+    const int64_t head = (int64_t)g * D * (a->f16 ? 2 : 4); /* bytes into a row */
+    const char *kb = (const char *)r->k + head, *vb = (const char *)r->v + head;
     const int n_sh = r->k_shared ? REIN_MIN(r->n_shared, r->n_keys) : 0;
-    const float *ksh = n_sh ? r->k_shared + (int64_t)g * D : kb;
-    const float *vsh = n_sh ? r->v_shared + (int64_t)g * D : vb;
+    const char *ksh = n_sh ? (const char *)r->k_shared + head : kb;
+    const char *vsh = n_sh ? (const char *)r->v_shared + head : vb;
     float *o[ATT_G];
     const float *q[ATT_G];
     for (int h = 0; h < a->per_task; h++) {
@@ -220,8 +247,8 @@ static void att_task(void *ctx, int t, int n_tasks) {
     }
 #if defined(__x86_64__)
     if (a->avx) {
-        att_group_avx512(a->per_task, D / 16, o, q, kb, vb, ksh, vsh, n_sh, r->n_keys,
-                         a->kv_stride, a->scale);
+        att_group_avx512(a->per_task, D / 16, a->f16, o, q, kb, vb, ksh, vsh, n_sh, r->n_keys,
+                         a->kv_stride * (a->f16 ? 2 : 4), a->scale);
         return;
     }
 #endif
@@ -230,9 +257,9 @@ static void att_task(void *ctx, int t, int n_tasks) {
 }
 
 void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, int D,
-                            const rein_kv_rows *rows, int64_t kv_stride, float scale) {
+                            const rein_kv_rows *rows, int64_t kv_stride, int kv_f16, float scale) {
     REIN_ASSERT(D <= 1024 && KVH > 0 && H % KVH == 0);
-    att_job a = {out, q, N, H, KVH, D, rows, kv_stride, scale, 0, 1};
+    att_job a = {out, q, N, H, KVH, D, rows, kv_stride, kv_f16 != 0, scale, 0, 1};
     a.avx = rein_kernels_use_avx512() && D % 16 == 0 && D <= 256;
     /* whole groups when there are enough of them for the threads (a batch), else a head a task:
      * the largest divisor of the group size that is at most ATT_G */

@@ -9,10 +9,15 @@
  */
 #include "kernels/quant.h"
 #include "base/base.h"
+#include "kernels/matmul.h"
 
 #include <ctype.h>
 #include <math.h>
 #include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 /* ---- scalar conversions ------------------------------------------------------------------- */
 
@@ -56,6 +61,26 @@ uint16_t rein_fp32_to_fp16(float f) {
      * carry out of the mantissa moves to the next binade as it should. */
     uint32_t m = ax + 0xc8000fffu + ((ax >> 13) & 1);
     return sign | (uint16_t)(m >> 13);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static int64_t to_fp16_avx512(uint16_t *dst, const float *src,
+                                                               int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) /* to nearest even, as the scalar conversion */
+        _mm256_storeu_si256((__m256i *)(dst + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(src + i),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return i;
+}
+#endif
+
+void rein_fp32_to_fp16_row(uint16_t *dst, const float *src, int64_t n) {
+    int64_t i = 0;
+#if defined(__x86_64__)
+    if (rein_kernels_use_avx512()) i = to_fp16_avx512(dst, src, n);
+#endif
+    for (; i < n; i++) dst[i] = rein_fp32_to_fp16(src[i]);
 }
 
 float rein_bf16_to_fp32(uint16_t h) {

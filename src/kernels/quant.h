@@ -19,6 +19,8 @@
  * astype(float16) and ggml's conversion. */
 float rein_fp16_to_fp32(uint16_t h);
 uint16_t rein_fp32_to_fp16(float f);
+/* n values at once, the bits of rein_fp32_to_fp16 (vectorized with AVX-512 where it runs). */
+void rein_fp32_to_fp16_row(uint16_t *dst, const float *src, int64_t n);
 
 /* bfloat16 <-> single precision. fp32 -> bf16 rounds to nearest even and quiets NaN, as ggml's
  * ggml_compute_fp32_to_bf16 does. */

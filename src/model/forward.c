@@ -20,10 +20,17 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/qmatmul.h"
+#include "kernels/quant.h"
 #include "model/model.h"
 
 #include <math.h>
 #include <string.h>
+
+/* One key or value row (kv_dim floats) into the cache, rounded to f16 if the cache holds f16. */
+static void kv_write(const rein_kv_cache *kv, void *dst, const float *src) {
+    if (kv->type == REIN_TYPE_F16) rein_fp32_to_fp16_row(dst, src, kv->kv_dim);
+    else memcpy(dst, src, sizeof(float) * (size_t)kv->kv_dim);
+}
 
 /* The decode path of linear layers first .. first+count-1 of layer l, which share the input x
  * (n, in): y[i] (n, out_i) (+)= x W_i^T through the decode weights in one pass, then each active
@@ -105,10 +112,8 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
         rein_rope_apply(w->q, w->rope_cs, w->rope_sn, n, c->n_heads, hd, c->rope_dim);
         rein_rope_apply(w->k, w->rope_cs, w->rope_sn, n, c->n_kv_heads, hd, c->rope_dim);
         for (int i = 0; i < n; i++) {
-            memcpy(rein_kv_at(kv, kv->k, l, seq[i], w->pos[i]), w->k + (int64_t)i * kv_dim,
-                   sizeof(float) * (size_t)kv_dim);
-            memcpy(rein_kv_at(kv, kv->v, l, seq[i], w->pos[i]), w->v + (int64_t)i * kv_dim,
-                   sizeof(float) * (size_t)kv_dim);
+            kv_write(kv, rein_kv_at(kv, kv->k, l, seq[i], w->pos[i]), w->k + (int64_t)i * kv_dim);
+            kv_write(kv, rein_kv_at(kv, kv->v, l, seq[i], w->pos[i]), w->v + (int64_t)i * kv_dim);
             const int sh = kv->share_len[seq[i]], src = kv->share_src[seq[i]];
             w->kvr[i] = (rein_kv_rows){.k = rein_kv_at(kv, kv->k, l, seq[i], 0),
                                        .v = rein_kv_at(kv, kv->v, l, seq[i], 0),
@@ -117,7 +122,7 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
                                        .n_keys = w->pos[i] + 1, .n_shared = sh};
         }
         rein_attention_forward(w->att, w->q, n, c->n_heads, c->n_kv_heads, hd, w->kvr, kv_dim,
-                               scale);
+                               kv->type == REIN_TYPE_F16, scale);
         if (decode) linear_decode(m, l, REIN_LIN_O, 1, &w->x, w->att, n, 1);
         else rein_linear_forward(m, l, REIN_LIN_O, w->x, w->att, n, 1, NULL, w->lora_tmp);
 

@@ -10,20 +10,50 @@
  * Sharing never changes what a sequence reads: whatever would overwrite or drop rows that others
  * read (clearing or truncating the source, copying or sharing into it) first gives those sequences
  * their own copy of the rows concerned.
+ *
+ * Elements are f32, or f16 (rein_kv_cache_new_typed): rounded once, by the forward pass that writes
+ * them; everything here moves them as bytes.
  */
 #include "model/model.h"
 #include "base/base.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
+static _Atomic int default_type = REIN_TYPE_F32;
+
+static rein_status check_type(rein_type type) {
+    if (type != REIN_TYPE_F32 && type != REIN_TYPE_F16)
+        return rein_error(REIN_ERR_INVALID, "a KV cache holds F32 or F16 elements, not %s",
+                          rein_type_name(type) ? rein_type_name(type) : "an unknown type");
+    return REIN_OK;
+}
+
+rein_status rein_set_kv_cache_type(rein_type type) {
+    REIN_TRY(check_type(type));
+    atomic_store(&default_type, (int)type);
+    return REIN_OK;
+}
+
+rein_type rein_kv_cache_type(const rein_kv_cache *kv) {
+    return kv->type;
+}
+
 rein_status rein_kv_cache_new(const rein_model *m, int n_seq, int n_ctx, rein_kv_cache **out) {
+    return rein_kv_cache_new_typed(m, n_seq, n_ctx, (rein_type)atomic_load(&default_type), out);
+}
+
+rein_status rein_kv_cache_new_typed(const rein_model *m, int n_seq, int n_ctx, rein_type type,
+                                    rein_kv_cache **out) {
     *out = NULL;
     const rein_model_config *c = &m->cfg;
     if (n_seq < 1 || n_ctx < 1)
         return rein_error(REIN_ERR_INVALID, "KV cache needs n_seq >= 1 and n_ctx >= 1 (got %d, %d)",
                           n_seq, n_ctx);
+    REIN_TRY(check_type(type));
+    const int elt = type == REIN_TYPE_F16 ? 2 : 4;
     int kv_dim = c->n_kv_heads * c->head_dim;
-    double bytes = 2.0 * c->n_layers * (double)n_seq * n_ctx * kv_dim * sizeof(float);
+    double bytes = 2.0 * c->n_layers * (double)n_seq * n_ctx * kv_dim * elt;
     if (bytes > (double)SIZE_MAX / 2)
         return rein_error(REIN_ERR_NOMEM, "KV cache of %.3g bytes is too large", bytes);
     rein_kv_cache *kv = rein_calloc(1, sizeof *kv);
@@ -32,9 +62,11 @@ rein_status rein_kv_cache_new(const rein_model *m, int n_seq, int n_ctx, rein_kv
     kv->n_seq = n_seq;
     kv->n_ctx = n_ctx;
     kv->kv_dim = kv_dim;
+    kv->type = type;
+    kv->elt = elt;
     size_t n = (size_t)c->n_layers * (size_t)n_seq * (size_t)n_ctx * (size_t)kv_dim;
-    kv->k = rein_malloc_aligned(n * sizeof(float), 64);
-    kv->v = rein_malloc_aligned(n * sizeof(float), 64);
+    kv->k = rein_malloc_aligned(n * (size_t)elt, 64);
+    kv->v = rein_malloc_aligned(n * (size_t)elt, 64);
     kv->len = rein_calloc((size_t)n_seq, sizeof(int));
     kv->share_src = rein_calloc((size_t)n_seq, sizeof(int));
     kv->share_len = rein_calloc((size_t)n_seq, sizeof(int));
@@ -72,7 +104,7 @@ int rein_kv_cache_n_seq(const rein_kv_cache *kv) {
 /* Positions [from, to) of src's own rows into dst's own rows, every layer. */
 static void copy_rows(rein_kv_cache *kv, int src, int dst, int from, int to) {
     if (to <= from) return;
-    const size_t bytes = sizeof(float) * (size_t)(to - from) * (size_t)kv->kv_dim;
+    const size_t bytes = (size_t)kv->elt * (size_t)(to - from) * (size_t)kv->kv_dim;
     for (int l = 0; l < kv->n_layers; l++) {
         memcpy(rein_kv_at(kv, kv->k, l, dst, from), rein_kv_at(kv, kv->k, l, src, from), bytes);
         memcpy(rein_kv_at(kv, kv->v, l, dst, from), rein_kv_at(kv, kv->v, l, src, from), bytes);

@@ -122,8 +122,10 @@ const rein_lora_linear *rein_lora_active(const rein_model *m, int l, int which);
 
 struct rein_kv_cache {
     int n_layers, n_seq, n_ctx, kv_dim;
-    float *k;  /* (n_layers, n_seq, n_ctx, kv_dim) */
-    float *v;  /* (n_layers, n_seq, n_ctx, kv_dim) */
+    rein_type type; /* of the elements: REIN_TYPE_F32 or REIN_TYPE_F16 */
+    int elt;        /* bytes an element: 4 or 2 */
+    void *k;        /* (n_layers, n_seq, n_ctx, kv_dim) */
+    void *v;        /* (n_layers, n_seq, n_ctx, kv_dim) */
     int *len;  /* (n_seq) positions filled */
     /* (n_seq) sharing (rein_kv_cache_share): positions < share_len[s] of sequence s are read from
      * sequence share_src[s] (which shares nothing itself), the rest from s's own rows */
@@ -131,8 +133,9 @@ struct rein_kv_cache {
 };
 
 /* Address of position `pos` of sequence `seq` in layer `layer` of a cache tensor. */
-static inline float *rein_kv_at(const rein_kv_cache *kv, float *base, int layer, int seq, int pos) {
-    return base + (((int64_t)layer * kv->n_seq + seq) * kv->n_ctx + pos) * kv->kv_dim;
+static inline void *rein_kv_at(const rein_kv_cache *kv, void *base, int layer, int seq, int pos) {
+    return (char *)base +
+           (((int64_t)layer * kv->n_seq + seq) * kv->n_ctx + pos) * kv->kv_dim * kv->elt;
 }
 
 /* Make m->ws hold n tokens (grows, never shrinks), and n x rank for an attached adapter. */
