@@ -363,6 +363,38 @@ static void test_rope(void) {
     rein_free(x), rein_free(ref);
 }
 
+/* The vector paths of the norm's scaling and of the rotation by a table (AVX-512) give the plain
+ * loops' bits: head sizes whose pairs are whole vectors and not (40 rotated of 64: 16 + 4 pairs),
+ * forward and backward, rows of 67 for the norm (64 + a tail). */
+static void test_rows_fast_vs_portable(void) {
+    enum { N = 5, H = 3, D = 64, C = 67 };
+    int32_t pos[N] = {0, 1, 7, 300, 4095};
+    float cs[N * D / 2], sn[N * D / 2];
+    float *x = test_randn(&rng, N * H * D, 2), *y[2], *w = test_randn(&rng, C, 1);
+    float *xn = test_randn(&rng, N * C, 3), *on[2];
+    for (int R = 64; R >= 40; R -= 24) {
+        rein_rope_table(cs, sn, pos, N, R, 10000.0f, NULL);
+        for (int portable = 0; portable <= 1; portable++) {
+            rein_matmul_force_portable(portable);
+            y[portable] = rein_malloc(sizeof(float) * N * H * D);
+            memcpy(y[portable], x, sizeof(float) * N * H * D);
+            rein_rope_apply(y[portable], cs, sn, N, H, D, R);
+            rein_rope_apply_backward(y[portable] + D, cs, sn, N - 1, H, D, R); /* shifted rows */
+        }
+        CHECKF(!memcmp(y[0], y[1], sizeof(float) * N * H * D), "rope (%d of %d): vector path differs",
+               R, D);
+        rein_free(y[0]), rein_free(y[1]);
+    }
+    for (int portable = 0; portable <= 1; portable++) {
+        rein_matmul_force_portable(portable);
+        on[portable] = rein_malloc(sizeof(float) * N * C);
+        rein_rmsnorm_forward(on[portable], xn, w, N, C, 1e-5f);
+    }
+    CHECK(!memcmp(on[0], on[1], sizeof(float) * N * C));
+    rein_matmul_force_portable(0);
+    rein_free(x), rein_free(w), rein_free(xn), rein_free(on[0]), rein_free(on[1]);
+}
+
 static void test_swiglu(void) {
     float g[4] = {-3, 0, 1, 10}, u[4] = {2, 5, -1, 0.5f}, o[4];
     double ref[4];
@@ -438,6 +470,7 @@ int main(void) {
     test_adamw();
     test_rmsnorm();
     test_rope();
+    test_rows_fast_vs_portable();
     test_swiglu();
     test_attention(16, 37);
     test_attention(64, 300);

@@ -73,6 +73,19 @@ static void row_sums(const float *x, const float *dy, const float *w, int C, dou
     if (dot) *dot = b;
 }
 
+#if defined(__x86_64__)
+/* o = x r w, 16 at a time, the scalar loop's two roundings: the columns it did. */
+__attribute__((target("avx512f"))) static int scale_row_avx512(float *o, const float *x, float r,
+                                                               const float *w, int C) {
+    const __m512 vr = _mm512_set1_ps(r);
+    int c = 0;
+    for (; c + 16 <= C; c += 16)
+        _mm512_storeu_ps(o + c, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + c), vr),
+                                              _mm512_loadu_ps(w + c)));
+    return c;
+}
+#endif
+
 static void rmsnorm_rows(float *out, const float *x, const float *w, int64_t r0, int64_t r1, int C,
                          float eps) {
     for (int64_t i = r0; i < r1; i++) {
@@ -81,7 +94,11 @@ static void rmsnorm_rows(float *out, const float *x, const float *w, int64_t r0,
         double ss;
         row_sums(xi, NULL, NULL, C, &ss, NULL);
         float r = (float)(1.0 / sqrt(ss / C + eps));
-        for (int c = 0; c < C; c++) oi[c] = xi[c] * r * w[c];
+        int c = 0;
+#if defined(__x86_64__)
+        if (rein_kernels_use_avx512()) c = scale_row_avx512(oi, xi, r, w, C);
+#endif
+        for (; c < C; c++) oi[c] = xi[c] * r * w[c];
     }
 }
 
@@ -122,17 +139,48 @@ void rein_rope_table(float *cs, float *sn, const int32_t *pos, int N, int rope_d
         }
 }
 
+#if defined(__x86_64__)
+/* The pairs [p0, p0 + 8k) of one head, 8 pairs a vector: lane 2q holds a = x[2p], lane 2q + 1
+ * b = x[2p + 1]; with c and s spread to both lanes of their pair, a c - b s in the even lanes and
+ * b c + a s (the scalar loop's a s + b c: the same sum) in the odd ones. Returns the pairs done. */
+__attribute__((target("avx512f"))) static int rope_head_avx512(float *xh, const float *c,
+                                                               const float *s, int half,
+                                                               float sign) {
+    const __m512i spread = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512 vsign = _mm512_set1_ps(sign);
+    int p = 0;
+    for (; p + 8 <= half; p += 8) {
+        const __m512 x = _mm512_loadu_ps(xh + 2 * p);
+        const __m512 cc = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(_mm256_loadu_ps(c + p)));
+        const __m512 ss = _mm512_mul_ps(
+            vsign, _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(_mm256_loadu_ps(s + p))));
+        const __m512 t1 = _mm512_mul_ps(x, cc);
+        const __m512 t2 = _mm512_mul_ps(_mm512_permute_ps(x, 0xB1), ss); /* b s | a s */
+        _mm512_storeu_ps(xh + 2 * p,
+                         _mm512_mask_add_ps(_mm512_sub_ps(t1, t2), 0xAAAA, t1, t2));
+    }
+    return p;
+}
+#endif
+
 /* Rotate the first rope_dim values of each head of x (N, H, D) by the angles of the table, or by
  * their opposites when sign is -1 (the inverse and transpose: the backward). */
 static void rope_apply(float *x, const float *cs, const float *sn, int N, int H, int D,
                        int rope_dim, float sign) {
     int half = rope_dim / 2;
     REIN_ASSERT(rope_dim <= D);
+#if defined(__x86_64__)
+    const int vec = rein_kernels_use_avx512();
+#endif
     for (int i = 0; i < N; i++) {
         const float *c = cs + (int64_t)i * half, *s = sn + (int64_t)i * half;
         for (int h = 0; h < H; h++) {
             float *xh = x + ((int64_t)i * H + h) * D;
-            for (int p = 0; p < half; p++) {
+            int p = 0;
+#if defined(__x86_64__)
+            if (vec) p = rope_head_avx512(xh, c, s, half, sign);
+#endif
+            for (; p < half; p++) {
                 float a = xh[2 * p], b = xh[2 * p + 1], sp = sign * s[p];
                 xh[2 * p] = a * c[p] - b * sp;
                 xh[2 * p + 1] = a * sp + b * c[p];
