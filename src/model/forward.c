@@ -37,7 +37,7 @@ static void kv_write(const rein_kv_cache *kv, void *dst, const float *src) {
  * LoRA adapter on top (t = x A^T, scaled, y += t B^T), row by row as well. */
 static void linear_decode(rein_model *m, int l, int first, int count, float *const *y,
                           const float *x, int n, int accumulate) {
-    rein_qweight w[3];
+    rein_qweight w[3] = {{0}}; /* count is 1 to 3 */
     for (int i = 0; i < count; i++) w[i] = rein_model_decode_weight(m, l, first + i);
     rein_qmatmul_nt_multi(y, x, w, count, n, accumulate);
     for (int i = 0; i < count; i++) {
