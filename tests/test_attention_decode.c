@@ -2,8 +2,9 @@
  * reference in double, on both paths, for the head sizes and grouped-query shapes of Llama-family
  * models; the batch invariant: a row computed in a batch of 16 (whole KV groups a task) has the
  * bits it has alone (a head a task); a prefix read where another sequence holds it (shared
- * rows) gives the bits of the same prefix copied into the row's own; and f16 rows give the bits
- * of f32 rows holding their values.
+ * rows) gives the bits of the same prefix copied into the row's own; each KV head's keys apart
+ * (the cache's layout) give the bits of all heads side by side; and f16 rows give the bits of f32
+ * rows holding their values.
  */
 #include "testutil.h"
 #include "base/base.h"
@@ -79,10 +80,24 @@ static void check_shape(int N, int H, int KVH, int D, int max_keys) {
                                    .v_shared = sv + at, .n_keys = n_keys[i], .n_shared = (int)nsh};
     }
     float *o2 = rein_malloc(sizeof(float) * (size_t)n);
+    /* the same keys and values with each row's KV heads apart */
+    float *hmk = rein_malloc(sizeof(float) * (size_t)(N * KVH * max_keys * D));
+    float *hmv = rein_malloc(sizeof(float) * (size_t)(N * KVH * max_keys * D));
+    rein_kv_rows hm_rows[16];
+    for (int i = 0; i < N; i++) {
+        const int64_t at = (int64_t)i * KVH * max_keys * D;
+        for (int g = 0; g < KVH; g++)
+            for (int t = 0; t < max_keys; t++)
+                for (int d = 0; d < D; d++) {
+                    hmk[at + ((int64_t)g * max_keys + t) * D + d] = k[i][t * stride + g * D + d];
+                    hmv[at + ((int64_t)g * max_keys + t) * D + d] = v[i][t * stride + g * D + d];
+                }
+        hm_rows[i] = (rein_kv_rows){.k = hmk + at, .v = hmv + at, .n_keys = n_keys[i]};
+    }
     for (int portable = 0; portable <= 1; portable++) {
         rein_matmul_force_portable(portable);
-        rein_attention_forward(o, q, N, H, KVH, D, rows, stride, 0, scale);
-        rein_attention_forward(o2, q, N, H, KVH, D, shared, stride, 0, scale);
+        rein_attention_forward(o, q, N, H, KVH, D, rows, stride, D, 0, scale);
+        rein_attention_forward(o2, q, N, H, KVH, D, shared, stride, D, 0, scale);
         CHECKF(!memcmp(o, o2, sizeof(float) * (size_t)n),
                "N=%d H=%d KVH=%d D=%d %s: shared rows differ from own rows", N, H, KVH, D,
                portable ? "portable" : "fast");
@@ -94,9 +109,15 @@ static void check_shape(int N, int H, int KVH, int D, int max_keys) {
                 bad = 1;
             }
         CHECK(!bad);
+        /* the cache's layout, each KV head's keys contiguous (heads max_keys * D apart, keys D
+         * apart): the same bits as the heads side by side */
+        rein_attention_forward(o2, q, N, H, KVH, D, hm_rows, D, (int64_t)max_keys * D, 0, scale);
+        CHECKF(!memcmp(o, o2, sizeof(float) * (size_t)n),
+               "N=%d H=%d KVH=%d D=%d %s: heads apart differ from heads side by side", N, H, KVH,
+               D, portable ? "portable" : "fast");
         for (int i = 0; i < N; i++) { /* each row alone: the same bits */
             rein_attention_forward(alone, q + (int64_t)i * H * D, 1, H, KVH, D, rows + i, stride,
-                                   0, scale);
+                                   D, 0, scale);
             CHECKF(!memcmp(alone, o + (int64_t)i * H * D, sizeof(float) * (size_t)(H * D)),
                    "N=%d H=%d KVH=%d D=%d row %d: batched and alone differ", N, H, KVH, D, i);
         }
@@ -126,17 +147,17 @@ static void check_shape(int N, int H, int KVH, int D, int max_keys) {
     for (int portable = 0; portable <= 1; portable++) {
         rein_matmul_force_portable(portable);
         const char *path = portable ? "portable" : "fast";
-        rein_attention_forward(o, q, N, H, KVH, D, rows, stride, 0, scale);
-        rein_attention_forward(o2, q, N, H, KVH, D, hrows, stride, 1, scale);
+        rein_attention_forward(o, q, N, H, KVH, D, rows, stride, D, 0, scale);
+        rein_attention_forward(o2, q, N, H, KVH, D, hrows, stride, D, 1, scale);
         CHECKF(!memcmp(o, o2, sizeof(float) * (size_t)n),
                "N=%d H=%d KVH=%d D=%d %s: f16 rows differ from f32 rows of their values", N, H,
                KVH, D, path);
-        rein_attention_forward(o2, q, N, H, KVH, D, hshared, stride, 1, scale);
+        rein_attention_forward(o2, q, N, H, KVH, D, hshared, stride, D, 1, scale);
         CHECKF(!memcmp(o, o2, sizeof(float) * (size_t)n),
                "N=%d H=%d KVH=%d D=%d %s: shared f16 rows differ", N, H, KVH, D, path);
         for (int i = 0; i < N; i++) {
             rein_attention_forward(alone, q + (int64_t)i * H * D, 1, H, KVH, D, hrows + i, stride,
-                                   1, scale);
+                                   D, 1, scale);
             CHECKF(!memcmp(alone, o + (int64_t)i * H * D, sizeof(float) * (size_t)(H * D)),
                    "N=%d H=%d KVH=%d D=%d %s row %d: f16 batched and alone differ", N, H, KVH, D,
                    path, i);
@@ -145,7 +166,7 @@ static void check_shape(int N, int H, int KVH, int D, int max_keys) {
     rein_matmul_force_portable(0);
     rein_free(q), rein_free(kb), rein_free(vb), rein_free(ref), rein_free(o), rein_free(alone);
     rein_free(sk), rein_free(sv), rein_free(ok), rein_free(ov), rein_free(o2);
-    rein_free(hk), rein_free(hv), rein_free(hok), rein_free(hov);
+    rein_free(hk), rein_free(hv), rein_free(hok), rein_free(hov), rein_free(hmk), rein_free(hmv);
 }
 
 int main(void) {

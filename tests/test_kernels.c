@@ -446,7 +446,7 @@ static void test_attention(int D, int T) {
     for (int i = 0; i < N; i++) rows[i] = (rein_kv_rows){.k = k[i], .v = v[i], .n_keys = n_keys[i]};
     for (int portable = 0; portable <= 1; portable++) { /* both paths; T > 128: several chunks */
         rein_matmul_force_portable(portable);
-        rein_attention_forward(o, q, N, H, KVH, D, rows, stride, 0, scale);
+        rein_attention_forward(o, q, N, H, KVH, D, rows, stride, D, 0, scale);
         CHECK(close_all("attention", o, ref, N * H * D, 1e-5, 1e-4));
     }
     rein_matmul_force_portable(0);

@@ -29,7 +29,7 @@ typedef struct att_job {
     const float *q;
     int N, H, KVH, D;
     const rein_kv_rows *rows;
-    int64_t kv_stride; /* elements */
+    int64_t kv_stride, kv_head_stride; /* elements */
     int f16;           /* the rows' elements are f16 (else f32) */
     float scale;
     int avx;
@@ -234,7 +234,7 @@ static void att_task(void *ctx, int t, int n_tasks) {
     const int tasks_per_row = a->H / a->per_task, i = t / tasks_per_row;
     const int h0 = (t % tasks_per_row) * a->per_task, g = h0 / (a->H / a->KVH), D = a->D;
     const rein_kv_rows *r = &a->rows[i];
-    const int64_t head = (int64_t)g * D * (a->f16 ? 2 : 4); /* bytes into a row */
+    const int64_t head = (int64_t)g * a->kv_head_stride * (a->f16 ? 2 : 4); /* bytes */
     const char *kb = (const char *)r->k + head, *vb = (const char *)r->v + head;
     const int n_sh = r->k_shared ? REIN_MIN(r->n_shared, r->n_keys) : 0;
     const char *ksh = n_sh ? (const char *)r->k_shared + head : kb;
@@ -257,9 +257,10 @@ static void att_task(void *ctx, int t, int n_tasks) {
 }
 
 void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, int D,
-                            const rein_kv_rows *rows, int64_t kv_stride, int kv_f16, float scale) {
+                            const rein_kv_rows *rows, int64_t kv_stride, int64_t kv_head_stride,
+                            int kv_f16, float scale) {
     REIN_ASSERT(D <= 1024 && KVH > 0 && H % KVH == 0);
-    att_job a = {out, q, N, H, KVH, D, rows, kv_stride, kv_f16 != 0, scale, 0, 1};
+    att_job a = {out, q, N, H, KVH, D, rows, kv_stride, kv_head_stride, kv_f16 != 0, scale, 0, 1};
     a.avx = rein_kernels_use_avx512() && D % 16 == 0 && D <= 256;
     /* whole groups when there are enough of them for the threads (a batch), else a head a task:
      * the largest divisor of the group size that is at most ATT_G */

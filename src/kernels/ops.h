@@ -32,10 +32,10 @@ void rein_rope_apply_backward(float *dx, const float *cs, const float *sn, int N
 /* out (N, F) = silu(gate) * up. out may equal gate. */
 void rein_swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
 
-/* The keys and values one query row attends to: key t (t < n_keys) is the row at
- * (t < n_shared ? k_shared : k) + t * stride elements, of KVH * D elements (f32, or f16 as a
- * cache may hold them), and its value likewise (a prefix shared with other sequences is read where
- * one of them holds it: rein_kv_cache_share). */
+/* The keys and values one query row attends to: key t (t < n_keys) of KV head g is the D elements
+ * at (t < n_shared ? k_shared : k) + g * head_stride + t * stride (f32, or f16 as a cache may hold
+ * them), and its value likewise (a prefix shared with other sequences is read where one of them
+ * holds it: rein_kv_cache_share). */
 typedef struct rein_kv_rows {
     const void *k, *v;
     const void *k_shared, *v_shared; /* NULL when n_shared is 0 */
@@ -43,13 +43,16 @@ typedef struct rein_kv_rows {
 } rein_kv_rows;
 
 /* Causal attention for N query rows with grouped-query heads, one online-softmax pass over keys.
- * q (N, H, D); query row i attends to rows[i], rows `kv_stride` elements apart, the elements f16
- * when kv_f16 (widened to f32 exactly, so the result is the one of f32 rows holding the same
- * values), else f32; query head h reads KV head h / (H / KVH). out (N, H, D).
+ * q (N, H, D); query row i attends to rows[i]: keys kv_stride elements apart, KV heads
+ * kv_head_stride apart (KVH * D and D for rows of all heads together; D and n_ctx * D for the
+ * cache's, a head's keys contiguous), the elements f16 when kv_f16 (widened to f32 exactly, so the
+ * result is the one of f32 rows holding the same values), else f32; query head h reads KV head
+ * h / (H / KVH). out (N, H, D).
  * out[i,h] = sum_t softmax_t(scale * q[i,h] . k[i][t,g]) v[i][t,g]. Threaded over (i, h), or
  * over (i, KV head) in a batch; each row's result is the same whatever N (attention_decode.c). */
 void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, int D,
-                            const rein_kv_rows *rows, int64_t kv_stride, int kv_f16, float scale);
+                            const rein_kv_rows *rows, int64_t kv_stride, int64_t kv_head_stride,
+                            int kv_f16, float scale);
 
 /* ---- backward ------------------------------------------------------------------------------ */
 

@@ -26,10 +26,16 @@
 #include <math.h>
 #include <string.h>
 
-/* One key or value row (kv_dim floats) into the cache, rounded to f16 if the cache holds f16. */
-static void kv_write(const rein_kv_cache *kv, void *dst, const float *src) {
-    if (kv->type == REIN_TYPE_F16) rein_fp32_to_fp16_row(dst, src, kv->kv_dim);
-    else memcpy(dst, src, sizeof(float) * (size_t)kv->kv_dim);
+/* One key or value row (kv_dim floats, the KV heads side by side) into the cache at position pos
+ * of sequence seq, head by head, rounded to f16 if the cache holds f16. */
+static void kv_write(const rein_kv_cache *kv, void *base, int l, int seq, int pos,
+                     const float *src) {
+    const int hd = kv->head_dim;
+    for (int h = 0; h < kv->n_kv_heads; h++) {
+        void *dst = rein_kv_at(kv, base, l, seq, h, pos);
+        if (kv->type == REIN_TYPE_F16) rein_fp32_to_fp16_row(dst, src + (int64_t)h * hd, hd);
+        else memcpy(dst, src + (int64_t)h * hd, sizeof(float) * (size_t)hd);
+    }
 }
 
 /* The decode path of linear layers first .. first+count-1 of layer l, which share the input x
@@ -112,17 +118,17 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
         rein_rope_apply(w->q, w->rope_cs, w->rope_sn, n, c->n_heads, hd, c->rope_dim);
         rein_rope_apply(w->k, w->rope_cs, w->rope_sn, n, c->n_kv_heads, hd, c->rope_dim);
         for (int i = 0; i < n; i++) {
-            kv_write(kv, rein_kv_at(kv, kv->k, l, seq[i], w->pos[i]), w->k + (int64_t)i * kv_dim);
-            kv_write(kv, rein_kv_at(kv, kv->v, l, seq[i], w->pos[i]), w->v + (int64_t)i * kv_dim);
+            kv_write(kv, kv->k, l, seq[i], w->pos[i], w->k + (int64_t)i * kv_dim);
+            kv_write(kv, kv->v, l, seq[i], w->pos[i], w->v + (int64_t)i * kv_dim);
             const int sh = kv->share_len[seq[i]], src = kv->share_src[seq[i]];
-            w->kvr[i] = (rein_kv_rows){.k = rein_kv_at(kv, kv->k, l, seq[i], 0),
-                                       .v = rein_kv_at(kv, kv->v, l, seq[i], 0),
-                                       .k_shared = sh ? rein_kv_at(kv, kv->k, l, src, 0) : NULL,
-                                       .v_shared = sh ? rein_kv_at(kv, kv->v, l, src, 0) : NULL,
+            w->kvr[i] = (rein_kv_rows){.k = rein_kv_at(kv, kv->k, l, seq[i], 0, 0),
+                                       .v = rein_kv_at(kv, kv->v, l, seq[i], 0, 0),
+                                       .k_shared = sh ? rein_kv_at(kv, kv->k, l, src, 0, 0) : NULL,
+                                       .v_shared = sh ? rein_kv_at(kv, kv->v, l, src, 0, 0) : NULL,
                                        .n_keys = w->pos[i] + 1, .n_shared = sh};
         }
-        rein_attention_forward(w->att, w->q, n, c->n_heads, c->n_kv_heads, hd, w->kvr, kv_dim,
-                               kv->type == REIN_TYPE_F16, scale);
+        rein_attention_forward(w->att, w->q, n, c->n_heads, c->n_kv_heads, hd, w->kvr, hd,
+                               (int64_t)kv->n_ctx * hd, kv->type == REIN_TYPE_F16, scale);
         if (decode) linear_decode(m, l, REIN_LIN_O, 1, &w->x, w->att, n, 1);
         else rein_linear_forward(m, l, REIN_LIN_O, w->x, w->att, n, 1, NULL, w->lora_tmp);
 

@@ -1,7 +1,7 @@
 /* kv_cache.c - the key/value cache: n_seq independent sequences of up to n_ctx positions.
  *
- * Layout (n_layers, n_seq, n_ctx, kv_dim) for keys and values alike, so that the keys one token
- * attends to are one contiguous run of rows. Sequences are independent: a batch may mix them. A
+ * Layout (n_layers, n_seq, n_kv_heads, n_ctx, head_dim) for keys and values alike, so that the
+ * keys of one KV head that one token attends to are one contiguous run. Sequences are independent: a batch may mix them. A
  * prompt prefix common to several sequences is either copied into each (rein_kv_cache_copy) or
  * shared (rein_kv_cache_share): then the sequences read the prefix's rows where one sequence holds
  * them, so that a batch decoding 16 continuations of a long prompt reads its keys and values from
@@ -62,6 +62,8 @@ rein_status rein_kv_cache_new_typed(const rein_model *m, int n_seq, int n_ctx, r
     kv->n_seq = n_seq;
     kv->n_ctx = n_ctx;
     kv->kv_dim = kv_dim;
+    kv->n_kv_heads = c->n_kv_heads;
+    kv->head_dim = c->head_dim;
     kv->type = type;
     kv->elt = elt;
     size_t n = (size_t)c->n_layers * (size_t)n_seq * (size_t)n_ctx * (size_t)kv_dim;
@@ -101,14 +103,17 @@ int rein_kv_cache_n_seq(const rein_kv_cache *kv) {
     return kv->n_seq;
 }
 
-/* Positions [from, to) of src's own rows into dst's own rows, every layer. */
+/* Positions [from, to) of src's own rows into dst's own rows, every layer and head. */
 static void copy_rows(rein_kv_cache *kv, int src, int dst, int from, int to) {
     if (to <= from) return;
-    const size_t bytes = (size_t)kv->elt * (size_t)(to - from) * (size_t)kv->kv_dim;
-    for (int l = 0; l < kv->n_layers; l++) {
-        memcpy(rein_kv_at(kv, kv->k, l, dst, from), rein_kv_at(kv, kv->k, l, src, from), bytes);
-        memcpy(rein_kv_at(kv, kv->v, l, dst, from), rein_kv_at(kv, kv->v, l, src, from), bytes);
-    }
+    const size_t bytes = (size_t)kv->elt * (size_t)(to - from) * (size_t)kv->head_dim;
+    for (int l = 0; l < kv->n_layers; l++)
+        for (int h = 0; h < kv->n_kv_heads; h++) {
+            memcpy(rein_kv_at(kv, kv->k, l, dst, h, from), rein_kv_at(kv, kv->k, l, src, h, from),
+                   bytes);
+            memcpy(rein_kv_at(kv, kv->v, l, dst, h, from), rein_kv_at(kv, kv->v, l, src, h, from),
+                   bytes);
+        }
 }
 
 /* Positions [from, to) of sequence `seq` copied from wherever it reads them into its own rows. */

@@ -122,20 +122,25 @@ const rein_lora_linear *rein_lora_active(const rein_model *m, int l, int which);
 
 struct rein_kv_cache {
     int n_layers, n_seq, n_ctx, kv_dim;
-    rein_type type; /* of the elements: REIN_TYPE_F32 or REIN_TYPE_F16 */
-    int elt;        /* bytes an element: 4 or 2 */
-    void *k;        /* (n_layers, n_seq, n_ctx, kv_dim) */
-    void *v;        /* (n_layers, n_seq, n_ctx, kv_dim) */
+    int n_kv_heads, head_dim; /* kv_dim = n_kv_heads * head_dim */
+    rein_type type;           /* of the elements: REIN_TYPE_F32 or REIN_TYPE_F16 */
+    int elt;                  /* bytes an element: 4 or 2 */
+    void *k;                  /* (n_layers, n_seq, n_kv_heads, n_ctx, head_dim) */
+    void *v;                  /* (n_layers, n_seq, n_kv_heads, n_ctx, head_dim) */
     int *len;  /* (n_seq) positions filled */
     /* (n_seq) sharing (rein_kv_cache_share): positions < share_len[s] of sequence s are read from
      * sequence share_src[s] (which shares nothing itself), the rest from s's own rows */
     int *share_src, *share_len;
 };
 
-/* Address of position `pos` of sequence `seq` in layer `layer` of a cache tensor. */
-static inline void *rein_kv_at(const rein_kv_cache *kv, void *base, int layer, int seq, int pos) {
+/* Address of position `pos` of KV head `head` of sequence `seq` in layer `layer` of a cache
+ * tensor. Heads apart: a head's keys are one contiguous run, which attention streams (with the
+ * heads of a position side by side, each run was a third of every row and read markedly slower). */
+static inline void *rein_kv_at(const rein_kv_cache *kv, void *base, int layer, int seq, int head,
+                               int pos) {
     return (char *)base +
-           (((int64_t)layer * kv->n_seq + seq) * kv->n_ctx + pos) * kv->kv_dim * kv->elt;
+           ((((int64_t)layer * kv->n_seq + seq) * kv->n_kv_heads + head) * kv->n_ctx + pos) *
+               kv->head_dim * kv->elt;
 }
 
 /* Make m->ws hold n tokens (grows, never shrinks), and n x rank for an attached adapter. */
