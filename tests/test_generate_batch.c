@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include "base/base.h"
+#include "kernels/matmul.h"
 #include "model/model.h"
 
 #include <math.h>
@@ -206,7 +207,10 @@ static void check_weights_changed(void) {
         moved = fmax(moved, fabs(pre2[i] - pre[i]) / (1 + fabs(pre[i])));
     printf("  decode vs prefill: base %.2g, LoRA on the file's blocks %.2g, after merge %.2g; "
            "merged vs adapter %.2g\n", base, with_lora, merged, moved);
-    CHECK(base <= 1e-5 && with_lora <= 1e-5 && merged <= 1e-5 && moved <= 1e-4);
+    /* the AVX-512 and AVX2 decode kernels sum in the prefill GEMM's order; the portable ones do
+     * not (1.6e-5 seen here with REIN_KERNEL=portable) */
+    const double tol = strcmp(rein_matmul_kernel_name(), "portable") ? 1e-5 : 1e-4;
+    CHECK(base <= tol && with_lora <= tol && merged <= tol && moved <= 1e-4);
     free(pre), free(pre2);
     rein_model_free(m);
 }

@@ -435,9 +435,12 @@ int main(void) {
     check_model("smollm2", model, &r, &tol);
     /* f16 keys and values (--kv-f16): rounding them moves the logits off the reference (0.029 at
      * most, logsumexp 0.012, measured), so twice that; an argmax may then differ only where the
-     * reference's top two are that close. Batches and decoding agree with one call as above. */
+     * reference's top two are that close. Batches and decoding agree with one call as above where
+     * the decode kernels round as the prefill GEMM does (AVX-512); elsewhere keys a few f32 ulps
+     * apart can round to neighbouring f16 values, so there they agree as the reference does. */
     CHECK_OK(rein_set_kv_cache_type(REIN_TYPE_F16));
     tolerances t16 = {.logit = 0.06f, .lse = 0.025f, .tie = 0.06f, .self = tol.self};
+    if (strcmp(rein_matmul_kernel_name(), "avx512")) t16.self = t16.logit;
     check_model("smollm2, f16 KV cache", model, &r, &t16);
     CHECK_OK(rein_set_kv_cache_type(REIN_TYPE_F32));
     ref_free(&r);
