@@ -68,7 +68,8 @@ rein_status rein_model_forward(rein_model *m, rein_kv_cache *kv, const int32_t *
     if (n_tokens == 0) return REIN_OK;
     if (n_tokens > (size_t)INT32_MAX / 2)
         return rein_error(REIN_ERR_RANGE, "batch of %zu tokens is too large", n_tokens);
-    if (kv->n_layers != c->n_layers || kv->kv_dim != c->n_kv_heads * c->head_dim)
+    if (kv->n_layers != c->n_layers || kv->n_kv_heads != c->n_kv_heads ||
+        kv->head_dim != c->head_dim)
         return rein_error(REIN_ERR_INVALID, "KV cache was made for another model");
     REIN_TRY(rein_model_decode_prepare(m));
     const int n = (int)n_tokens;

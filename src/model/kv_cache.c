@@ -51,8 +51,7 @@ rein_status rein_kv_cache_new_typed(const rein_model *m, int n_seq, int n_ctx, r
         return rein_error(REIN_ERR_INVALID, "KV cache needs n_seq >= 1 and n_ctx >= 1 (got %d, %d)",
                           n_seq, n_ctx);
     REIN_TRY(check_type(type));
-    const int elt = type == REIN_TYPE_F16 ? 2 : 4;
-    int kv_dim = c->n_kv_heads * c->head_dim;
+    const int elt = (int)rein_type_block_bytes(type), kv_dim = c->n_kv_heads * c->head_dim;
     double bytes = 2.0 * c->n_layers * (double)n_seq * n_ctx * kv_dim * elt;
     if (bytes > (double)SIZE_MAX / 2)
         return rein_error(REIN_ERR_NOMEM, "KV cache of %.3g bytes is too large", bytes);
@@ -61,7 +60,6 @@ rein_status rein_kv_cache_new_typed(const rein_model *m, int n_seq, int n_ctx, r
     kv->n_layers = c->n_layers;
     kv->n_seq = n_seq;
     kv->n_ctx = n_ctx;
-    kv->kv_dim = kv_dim;
     kv->n_kv_heads = c->n_kv_heads;
     kv->head_dim = c->head_dim;
     kv->type = type;

@@ -121,10 +121,9 @@ void rein_linear_forward(const rein_model *m, int l, int which, float *y, const 
 const rein_lora_linear *rein_lora_active(const rein_model *m, int l, int which);
 
 struct rein_kv_cache {
-    int n_layers, n_seq, n_ctx, kv_dim;
-    int n_kv_heads, head_dim; /* kv_dim = n_kv_heads * head_dim */
-    rein_type type;           /* of the elements: REIN_TYPE_F32 or REIN_TYPE_F16 */
-    int elt;                  /* bytes an element: 4 or 2 */
+    int n_layers, n_seq, n_ctx, n_kv_heads, head_dim;
+    rein_type type; /* of the elements: REIN_TYPE_F32 or REIN_TYPE_F16 */
+    int elt;        /* bytes an element: 4 or 2 */
     void *k;                  /* (n_layers, n_seq, n_kv_heads, n_ctx, head_dim) */
     void *v;                  /* (n_layers, n_seq, n_kv_heads, n_ctx, head_dim) */
     int *len;  /* (n_seq) positions filled */
