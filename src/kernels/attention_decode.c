@@ -29,8 +29,8 @@ typedef struct att_job {
     const float *q;
     int N, H, KVH, D;
     const rein_kv_rows *rows;
-    int64_t kv_stride, kv_head_stride; /* elements */
-    int f16;           /* the rows' elements are f16 (else f32) */
+    int64_t key_bytes, head_bytes; /* from one key to the next, from one KV head to the next */
+    int f16;                       /* the rows' elements are f16 (else f32) */
     float scale;
     int avx;
     int per_task; /* query heads a task takes together (1, or the heads of a KV head, <= ATT_G) */
@@ -204,7 +204,7 @@ static void att_head_portable(const att_job *a, float *oh, const float *qh, cons
                               const char *vb, const char *ksh, const char *vsh, int n_sh,
                               int n_keys) {
     const int D = a->D, f16 = a->f16;
-    const int64_t stride = a->kv_stride * (f16 ? 2 : 4);
+    const int64_t stride = a->key_bytes;
     float acc[1024];
     for (int d = 0; d < D; d++) acc[d] = 0;
     float mx = -INFINITY, den = 0;
@@ -234,7 +234,7 @@ static void att_task(void *ctx, int t, int n_tasks) {
     const int tasks_per_row = a->H / a->per_task, i = t / tasks_per_row;
     const int h0 = (t % tasks_per_row) * a->per_task, g = h0 / (a->H / a->KVH), D = a->D;
     const rein_kv_rows *r = &a->rows[i];
-    const int64_t head = (int64_t)g * a->kv_head_stride * (a->f16 ? 2 : 4); /* bytes */
+    const int64_t head = g * a->head_bytes;
     const char *kb = (const char *)r->k + head, *vb = (const char *)r->v + head;
     const int n_sh = r->k_shared ? REIN_MIN(r->n_shared, r->n_keys) : 0;
     const char *ksh = n_sh ? (const char *)r->k_shared + head : kb;
@@ -248,7 +248,7 @@ static void att_task(void *ctx, int t, int n_tasks) {
 #if defined(__x86_64__)
     if (a->avx) {
         att_group_avx512(a->per_task, D / 16, a->f16, o, q, kb, vb, ksh, vsh, n_sh, r->n_keys,
-                         a->kv_stride * (a->f16 ? 2 : 4), a->scale);
+                         a->key_bytes, a->scale);
         return;
     }
 #endif
@@ -260,7 +260,9 @@ void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, i
                             const rein_kv_rows *rows, int64_t kv_stride, int64_t kv_head_stride,
                             int kv_f16, float scale) {
     REIN_ASSERT(D <= 1024 && KVH > 0 && H % KVH == 0);
-    att_job a = {out, q, N, H, KVH, D, rows, kv_stride, kv_head_stride, kv_f16 != 0, scale, 0, 1};
+    const int elt = kv_f16 ? 2 : 4;
+    att_job a = {out, q, N, H, KVH, D, rows, kv_stride * elt, kv_head_stride * elt,
+                 kv_f16 != 0, scale, 0, 1};
     a.avx = rein_kernels_use_avx512() && D % 16 == 0 && D <= 256;
     /* whole groups when there are enough of them for the threads (a batch), else a head a task:
      * the largest divisor of the group size that is at most ATT_G */
