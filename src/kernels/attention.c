@@ -293,8 +293,7 @@ AVX512 static void transpose_rows_avx512(float *dst, const float *s, int nq) {
 }
 #endif
 
-/* dst (D, BK) = the n rows (ld apart) of src transposed, zero past n. (Done for every key tile a
- * task meets, this was a third of the attention's time as a scalar loop.) */
+/* dst (D, BK) = the n rows (ld apart) of src transposed, zero past n. */
 static void pack_tile(const att_job *j, float *dst, const float *src, int64_t ld, int n) {
     const int D = j->D;
 #if defined(__x86_64__)
