@@ -5,9 +5,12 @@
  * the chunk's maximum (rescaling what was summed under the old one), the weights with the vector
  * exp, then the weighted values. On the AVX-512 path, for head sizes 64 and 128:
  * - the query heads that share a KV head are handled together (up to ATT_G at once), so each key
- *   and value vector is loaded once for the group and the accumulators stay in registers;
- * - the scores of 16 keys are formed as 16 vectors of partial products and summed horizontally
- *   in one tree (hsum16) rather than one reduction per key;
+ *   and value vector is loaded once for the group;
+ * - the scores of 8 keys are formed as 8 vectors of partial products per head and summed
+ *   horizontally in one tree (hsum8) rather than one reduction per key; 8 rather than 16 so that
+ *   a group's partial sums (3 heads x 8) stay in registers, as the weighted values' sums do
+ *   within a chunk (kept in the output rows between chunks). Both spilled to the stack before,
+ *   at half the speed;
  * - keys and values are prefetched a little ahead: at batch 16 the cache's reads are the cost.
  * Each head's arithmetic is the same whether it runs alone or with the others of its group, and
  * each row's whether it runs alone or in a batch, so a sequence decoded in a batch gets the bits
@@ -45,21 +48,25 @@ typedef struct att_job {
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
-/* Lane j of the result = the sum of the 16 lanes of v[j]: pairs of vectors interleaved and added
- * within 128-bit lanes, then across them, 45 operations for 16 sums. */
-AVX512 INLINE __m512 hsum16(const __m512 *v) {
-    __m512 s[8], u[4], w[2];
-    for (int i = 0; i < 8; i++) /* lane l: v2i, v2i+1 at positions {0, 2} and {1, 3} */
+/* Lane j (j < 8) of the result = the sum of the 16 lanes of v[j]: pairs of vectors interleaved
+ * and added within 128-bit lanes, then the 128-bit lanes added in pairs, then the pairs; 24
+ * operations for 8 sums, all in registers. */
+AVX512 INLINE __m256 hsum8(const __m512 *v) {
+    __m512 s[4], u[2];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) /* lane l: v2i, v2i+1 at positions {0, 2} and {1, 3} */
         s[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
                              _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-    for (int i = 0; i < 4; i++) /* lane l, position p: v4i+p over elements 4l..4l+3 */
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) /* lane l, position p: v4i+p over elements 4l..4l+3 */
         u[i] = _mm512_add_ps(_mm512_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                              _mm512_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-    for (int i = 0; i < 2; i++) /* lanes: u2i over lanes (0,1), (2,3), then u2i+1 likewise */
-        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* lanes: u0 over lanes (0,1), (2,3), then u1 likewise; then those pairs added */
+    const __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512 f = _mm512_add_ps(_mm512_shuffle_f32x4(w, w, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(w, w, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_castps512_ps256(f);
 }
 
 /* 16 elements of a key or value row from p, as f32. */
@@ -74,32 +81,34 @@ AVX512 INLINE void att_group(int G, int DV, int F16, float *const *o, const floa
                              const char *kb, const char *vb, const char *ksh, const char *vsh,
                              int n_sh, int n_keys, int64_t stride, float scale) {
     const int elt = F16 ? 2 : 4;
-    __m512 acc[ATT_G][16];
+    G = REIN_MIN(G, ATT_G); /* as the caller makes it: bounds the arrays for the compiler */
+    /* the weighted values are summed in o[h] between chunks, in registers within one */
     float mx[ATT_G], den[ATT_G];
     float sc[ATT_G][ATT_CHUNK] __attribute__((aligned(64)));
 #pragma GCC unroll 16
     for (int h = 0; h < G; h++) {
 #pragma GCC unroll 16
-        for (int d = 0; d < DV; d++) acc[h][d] = _mm512_setzero_ps();
+        for (int d = 0; d < DV; d++) _mm512_storeu_ps(o[h] + 16 * d, _mm512_setzero_ps());
         mx[h] = -INFINITY, den[h] = 0;
     }
     for (int j0 = 0; j0 < n_keys; j0 += ATT_CHUNK) {
         const int nk = REIN_MIN(ATT_CHUNK, n_keys - j0);
-        for (int jb = 0; jb < nk; jb += 16) {
-            __m512 part[ATT_G][16];
-            const int nj = REIN_MIN(16, nk - jb);
-            for (int j = 0; j < 16; j++) {
-                if (j >= nj) {
-#pragma GCC unroll 16
-                    for (int h = 0; h < G; h++) part[h][j] = _mm512_setzero_ps();
-                    continue;
-                }
+        for (int jb = 0; jb < nk; jb += 8) {
+            const int nj = REIN_MIN(8, nk - jb);
+            __m512 part[ATT_G][8]; /* keys past nj stay 0 */
+#pragma GCC unroll 4
+            for (int h = 0; h < ATT_G; h++)
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) part[h][j] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                if (j >= nj) continue;
                 const int t = j0 + jb + j;
                 const char *ks = (t < n_sh ? ksh : kb) + (int64_t)t * stride;
                 const char *vn = (t < n_sh ? vsh : vb) + (int64_t)t * stride;
-                /* the keys two blocks on, and the values of this block, on their way, a line at
-                 * a time: each (row, KV head) is a short stream of its own, too short for the
-                 * hardware's prefetcher (with it, 1.2-1.5x at batch 16) */
+                /* the key 32 on, and this value, on their way, a line at a time: each (row, KV
+                 * head) is a short stream of its own, too short for the hardware's prefetcher
+                 * (with it, 1.2-1.5x at batch 16) */
 #pragma GCC unroll 16
                 for (int b = 0; b < 16 * DV * elt; b += 64) {
                     _mm_prefetch(ks + 32 * stride + b, _MM_HINT_T0);
@@ -117,11 +126,11 @@ AVX512 INLINE void att_group(int G, int DV, int F16, float *const *o, const floa
                     part[h][j] = s;
                 }
             }
-            const __mmask16 m = (__mmask16)((1u << nj) - 1);
+            const __mmask8 m = (__mmask8)((1u << nj) - 1);
 #pragma GCC unroll 16
             for (int h = 0; h < G; h++)
-                _mm512_mask_storeu_ps(sc[h] + jb, m,
-                                      _mm512_mul_ps(hsum16(part[h]), _mm512_set1_ps(scale)));
+                _mm256_mask_storeu_ps(sc[h] + jb, m,
+                                      _mm256_mul_ps(hsum8(part[h]), _mm256_set1_ps(scale)));
         }
 #pragma GCC unroll 16
         for (int h = 0; h < G; h++) {
@@ -135,7 +144,8 @@ AVX512 INLINE void att_group(int G, int DV, int F16, float *const *o, const floa
                 const __m512 c = _mm512_set1_ps(expf(mx[h] - cmax)); /* 0 on the first chunk */
                 den[h] *= _mm512_cvtss_f32(c);
 #pragma GCC unroll 16
-                for (int d = 0; d < DV; d++) acc[h][d] = _mm512_mul_ps(acc[h][d], c);
+                for (int d = 0; d < DV; d++)
+                    _mm512_storeu_ps(o[h] + 16 * d, _mm512_mul_ps(_mm512_loadu_ps(o[h] + 16 * d), c));
                 mx[h] = cmax;
             }
             for (int j = 0; j < nk; j += 16) {
@@ -146,6 +156,11 @@ AVX512 INLINE void att_group(int G, int DV, int F16, float *const *o, const floa
                 den[h] += _mm512_reduce_add_ps(e);
             }
         }
+        __m512 acc[ATT_G][16];
+#pragma GCC unroll 16
+        for (int h = 0; h < G; h++)
+#pragma GCC unroll 16
+            for (int d = 0; d < DV; d++) acc[h][d] = _mm512_loadu_ps(o[h] + 16 * d);
         for (int j = 0; j < nk; j++) {
             const int t = j0 + j;
             const char *vs = (t < n_sh ? vsh : vb) + (int64_t)t * stride;
@@ -159,12 +174,17 @@ AVX512 INLINE void att_group(int G, int DV, int F16, float *const *o, const floa
                 for (int d = 0; d < DV; d++) acc[h][d] = _mm512_fmadd_ps(p, vv[d], acc[h][d]);
             }
         }
+#pragma GCC unroll 16
+        for (int h = 0; h < G; h++)
+#pragma GCC unroll 16
+            for (int d = 0; d < DV; d++) _mm512_storeu_ps(o[h] + 16 * d, acc[h][d]);
     }
 #pragma GCC unroll 16
     for (int h = 0; h < G; h++) {
         const __m512 inv = _mm512_set1_ps(den[h] > 0 ? 1.0f / den[h] : 0.0f);
 #pragma GCC unroll 16
-        for (int d = 0; d < DV; d++) _mm512_storeu_ps(o[h] + 16 * d, _mm512_mul_ps(acc[h][d], inv));
+        for (int d = 0; d < DV; d++)
+            _mm512_storeu_ps(o[h] + 16 * d, _mm512_mul_ps(_mm512_loadu_ps(o[h] + 16 * d), inv));
     }
 }
 
