@@ -26,7 +26,8 @@ static void add_rand(rein_gguf_writer *w, const char *name, int64_t r, int64_t c
 }
 
 /* Write a tiny model. `breakage` selects one defect: 0 none, 1 a missing tensor, 2 a wrong
- * shape, 3 another architecture, 4 head_count_kv not dividing head_count. */
+ * shape, 3 another architecture, 4 head_count_kv not dividing head_count; 5 is no defect but
+ * another head layout with the same tensors (twice the heads, of half the size). */
 static void write_model(const char *path, int tied, int breakage) {
     rein_gguf_writer *w;
     CHECK_OK(rein_gguf_writer_new(&w));
@@ -35,8 +36,9 @@ static void write_model(const char *path, int tied, int breakage) {
     CHECK_OK(rein_gguf_set_u32(w, "llama.embedding_length", DIM));
     CHECK_OK(rein_gguf_set_u32(w, "llama.block_count", NL));
     CHECK_OK(rein_gguf_set_u32(w, "llama.feed_forward_length", FF));
-    CHECK_OK(rein_gguf_set_u32(w, "llama.attention.head_count", NH));
-    CHECK_OK(rein_gguf_set_u32(w, "llama.attention.head_count_kv", breakage == 4 ? 3 : NKV));
+    CHECK_OK(rein_gguf_set_u32(w, "llama.attention.head_count", breakage == 5 ? 2 * NH : NH));
+    CHECK_OK(rein_gguf_set_u32(w, "llama.attention.head_count_kv",
+                               breakage == 4 ? 3 : breakage == 5 ? 2 * NKV : NKV));
     CHECK_OK(rein_gguf_set_f32(w, "llama.rope.freq_base", 10000.0f));
     CHECK_OK(rein_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f));
     add_rand(w, "token_embd.weight", V, DIM, 1.0f, 0);
@@ -244,6 +246,38 @@ static void test_kv_f16(rein_model *m) {
     rein_kv_cache_free(k32), rein_kv_cache_free(k16), rein_kv_cache_free(kdef);
 }
 
+/* A KV cache made for another model is refused before anything is written, even when its rows
+ * are as long: here 4 KV heads of 4 where the model has 2 of 8. */
+static void test_foreign_cache(void) {
+    char pa[256], pb[256];
+    snprintf(pa, sizeof pa, "%s/tinyA.gguf", test_tmpdir());
+    snprintf(pb, sizeof pb, "%s/tinyB.gguf", test_tmpdir());
+    write_model(pa, 1, 0);
+    write_model(pb, 1, 5);
+    rein_model *a = NULL, *b = NULL;
+    CHECK_OK(rein_model_load(pa, &a));
+    CHECK_OK(rein_model_load(pb, &b));
+    if (!a || !b) {
+        rein_model_free(a);
+        rein_model_free(b);
+        return;
+    }
+    const rein_model_config *cb = rein_model_get_config(b);
+    CHECK(cb->n_kv_heads == 2 * NKV && cb->head_dim == HD / 2);
+    rein_kv_cache *kb;
+    CHECK_OK(rein_kv_cache_new(b, 1, 8, &kb));
+    const int32_t tok[2] = {3, 4}, seq[2] = {0, 0};
+    float logits[2 * V];
+    CHECK_ERR(rein_model_forward(a, kb, tok, seq, 2, NULL, logits), REIN_ERR_INVALID,
+              "made for another model");
+    CHECK(rein_kv_cache_len(kb, 0) == 0);
+    CHECK_OK(rein_model_forward(b, kb, tok, seq, 2, NULL, logits)); /* its own model's */
+    CHECK(rein_kv_cache_len(kb, 0) == 2);
+    rein_kv_cache_free(kb);
+    rein_model_free(a);
+    rein_model_free(b);
+}
+
 int main(void) {
     rein_rng_seed(&rng, 99);
     char path[256];
@@ -287,6 +321,7 @@ int main(void) {
         CHECK_ERR(rein_model_load(path, &m), bad[i].st, bad[i].needle);
         CHECK(m == NULL);
     }
+    test_foreign_cache();
     rein_model *m = NULL;
     CHECK_ERR(rein_model_load("/nonexistent.gguf", &m), REIN_ERR_IO, "/nonexistent.gguf");
     return test_finish();
