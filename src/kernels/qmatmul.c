@@ -26,6 +26,7 @@
 #include "kernels/qpack_vnni.h"
 #include "kernels/quant.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -88,6 +89,11 @@ typedef struct qjob {
     int64_t per;
     int fast;             /* AVX-512 path */
     const qvnni_x *xq;    /* x quantized, in the int8 mode (for the weights with packed_int8) */
+    /* In the int8 mode with several threads, the tasks quantize x first: q_parts stretches of
+     * its blocks (0: quantized before), claimed one at a time; then each task waits until every
+     * part is done, which is never long, for a claimed part is being done by a running task. */
+    int q_parts;
+    atomic_int q_next, q_done;
     /* The weights' rows end to end, each weight's padded to whole tiles (`align` rows): weight i
      * holds [start[i], start[i + 1]), and task t the rows [t * per, (t + 1) * per) of that. */
     int64_t start[MAX_W + 1];
@@ -551,7 +557,20 @@ static void weight_rows(const qjob *j, int i, int r0, int r1) {
 }
 
 static void qtask(void *ctx, int t, int n_tasks) {
-    const qjob *j = ctx;
+    qjob *j = ctx;
+    if (j->q_parts) {
+        const int nb = j->xq->nb;
+        for (int p; (p = atomic_fetch_add(&j->q_next, 1)) < j->q_parts;) {
+            qvnni_quantize_blocks(j->x, j->w[0].cols, j->xq, p * nb / j->q_parts,
+                                  (p + 1) * nb / j->q_parts);
+            atomic_fetch_add(&j->q_done, 1);
+        }
+        while (atomic_load(&j->q_done) < j->q_parts) {
+#if defined(__x86_64__)
+            __builtin_ia32_pause();
+#endif
+        }
+    }
     const int64_t b = (int64_t)t * j->per, e = b + j->per;
     for (int i = 0; i < j->n_w; i++) {
         int64_t r0 = REIN_MAX(b, j->start[i]) - j->start[i];
@@ -598,9 +617,17 @@ void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *
     for (int i = 0; i < n_w; i++) int8 |= w[i].packed_int8 != NULL;
     if (int8 && rein_qmatmul_int8())
         xmem = rein_malloc_aligned(qvnni_x_size(N, w[0].cols), 64);
+    atomic_init(&j.q_next, 0);
+    atomic_init(&j.q_done, 0);
     if (xmem) {
-        qvnni_quantize(x, N, w[0].cols, xmem, &xq);
+        /* a batch is quantized inside the parallel region, one stretch of blocks a thread:
+         * 2.5-4.5% faster at batch 16 on 2 threads. (A row a thread was slower than one thread
+         * alone: a row's blocks interleave with the other rows' in memory, so the threads wrote
+         * the same cache lines.) A single row is quantized before the region. */
+        qvnni_layout(xmem, N, w[0].cols, &xq);
         j.xq = &xq;
+        if (N > 1 && nt > 1) j.q_parts = REIN_MIN(nt, xq.nb);
+        else qvnni_quantize_blocks(x, w[0].cols, &xq, 0, xq.nb);
     }
     rein_parallel_for((int)((total + per - 1) / per), qtask, &j);
     rein_free_aligned(xmem);

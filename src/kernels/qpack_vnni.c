@@ -158,15 +158,23 @@ VNNI static void quantize_block(const float *x, int8_t *q, float *d, float *s, i
     *bias = -128 * sum;
 }
 
-void qvnni_quantize(const float *x, int N, int K, void *mem, qvnni_x *out) {
+void qvnni_layout(void *mem, int N, int K, qvnni_x *out) {
     x_layout(mem, N, K, out);
-    const int nb = out->nb;
-    for (int i = 0; i < N; i++)
-        for (int c = 0; c < nb; c++) {
+}
+
+void qvnni_quantize_blocks(const float *x, int K, const qvnni_x *out, int c0, int c1) {
+    const int N = out->N;
+    for (int c = c0; c < c1; c++)
+        for (int i = 0; i < N; i++) {
             const int64_t o = (int64_t)c * N + i;
             quantize_block(x + (int64_t)i * K + c * BLK, out->q + o * BLK, &out->d[o], &out->s[o],
                            &out->bias[o]);
         }
+}
+
+void qvnni_quantize(const float *x, int N, int K, void *mem, qvnni_x *out) {
+    x_layout(mem, N, K, out);
+    qvnni_quantize_blocks(x, K, out, 0, out->nb);
 }
 
 /* The activation's four bytes p[0..3] in every lane (vpdpbusd's signed operand). */
@@ -295,8 +303,16 @@ int qvnni_cpu(void) {
     return 0;
 }
 
-void qvnni_quantize(const float *x, int N, int K, void *mem, qvnni_x *out) {
+void qvnni_layout(void *mem, int N, int K, qvnni_x *out) {
     REIN_ASSERT(0); /* the int8 mode runs only where qvnni_cpu says so */
+}
+
+void qvnni_quantize_blocks(const float *x, int K, const qvnni_x *out, int c0, int c1) {
+    REIN_ASSERT(0);
+}
+
+void qvnni_quantize(const float *x, int N, int K, void *mem, qvnni_x *out) {
+    REIN_ASSERT(0);
 }
 
 void qvnni_rows(const rein_qweight *w, const qvnni_x *x, int N, float *y, int accumulate, int g0,

@@ -37,6 +37,12 @@ size_t qvnni_x_size(int N, int K);
  * to [-127, 127]; an all-zero block (or one whose d is 0 in f32) is all q = 0, d = 0. */
 void qvnni_quantize(const float *x, int N, int K, void *mem, qvnni_x *out);
 
+/* The same in two steps, for quantizing on several threads: lay the arrays out, then quantize
+ * blocks [c0, c1) of every row of x (N, K) into them (blocks are quantized independently, and
+ * block c of all rows is one contiguous stretch of each array). */
+void qvnni_layout(void *mem, int N, int K, qvnni_x *out);
+void qvnni_quantize_blocks(const float *x, int K, const qvnni_x *out, int c0, int c1);
+
 /* Bytes of w's VNNI copy, or 0 when its type has none (Q8_0 and Q4_1 do). */
 size_t qvnni_size(const rein_qweight *w);
 
