@@ -35,6 +35,17 @@
  * from batch 5 on a task walks its groups one at a time and runs every tile of activation rows
  * over the group before the next (8 rows a tile: one unpacked weight vector feeds eight
  * vpdpbusd), so the group's bytes come from memory once and from L1 after.
+ *
+ * Limits, measured on the Zen 5 here (no counters; loops of each instruction beside vpdpbusd).
+ * vpdpbusd issues two a cycle, but f32 multiplies and FMAs take the same two pipes, while
+ * conversions, integer and/shift, adds and in-lane shuffles do not. Each 16-row, one-activation,
+ * 32-element step is 8 vpdpbusd and, for the scales, 3 such f32 operations for Q4_1 (2 for
+ * Q8_0), whatever the tiling; so this arithmetic can reach at most 8 / 11 = 73% (80%) of the
+ * vpdpbusd peak. On data in L1 the kernel runs at 64-67% (Q4_1) and 60-65% (Q8_0). Tried and
+ * no faster: 4 x 2 tiles sharing each broadcast between two groups (49-50 -> 53-54 cycles a
+ * tile-block for Q4_1); lanes of 4 rows x 4 activations, with activations expanded in memory so
+ * no broadcast is needed (56-60 cycles: registers run out); the scale terms reordered so that
+ * fewer wait on the integer sums (same speed).
  */
 #include "kernels/qpack_vnni.h"
 #include "base/base.h"
