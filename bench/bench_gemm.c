@@ -12,6 +12,7 @@
  * whatever OPENBLAS_* the environment sets), so neither librein nor this program links it; without
  * it only rein's column is printed. Figures, not a test.
  */
+#include "benchutil.h"
 #include "base/base.h"
 #include "kernels/matmul.h"
 
@@ -53,48 +54,6 @@ static double run(int kind, int T, int out, int in, const float *x, const float 
     return best;
 }
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-
-/* One thread's share of the peak measurement: 12 independent chains of 256-bit FMAs (more than
- * the FMA pipes times their latency), 2 x 8 x 12 flops an iteration. */
-enum { PEAK_ITERS = 20000000 };
-__attribute__((target("avx2,fma"))) static void fma_loop(void *ctx, int t, int n_tasks) {
-    __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
-    for (int it = 0; it < PEAK_ITERS; it++)
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
-    float s = 0;
-    for (int i = 0; i < 12; i++) s += _mm256_cvtss_f32(a[i]);
-    ((float *)ctx)[t] = s; /* keeps the loop */
-}
-
-/* The same with 512-bit FMAs: 2 x 16 x 12 flops an iteration. */
-__attribute__((target("avx512f"))) static void fma_loop512(void *ctx, int t, int n_tasks) {
-    __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
-    for (int it = 0; it < PEAK_ITERS / 2; it++)
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
-    float s = 0;
-    for (int i = 0; i < 12; i++) s += _mm512_cvtss_f32(a[i]);
-    ((float *)ctx)[t] = s;
-}
-
-/* GFLOP/s of 256-bit (wide = 0) or 512-bit FMAs on `threads` threads at once, best of 3. */
-static double fma_peak(int threads, int wide) {
-    float sink[64];
-    double best = 1e30;
-    for (int r = 0; r < 3; r++) {
-        double t = rein_time_now();
-        rein_parallel_for(threads, wide ? fma_loop512 : fma_loop, sink);
-        best = REIN_MIN(best, rein_time_now() - t);
-    }
-    return 2.0 * 8 * 12 * PEAK_ITERS * threads / best / 1e9; /* the same flops either way */
-}
-#endif
-
 /* GFLOP/s of each product of each shape, with rein (bf16: its BF16 products) or BLAS (sg). */
 static void measure(sgemm_fn sg, int bf16, double gf[9]) {
     const int T = 1024, shapes[3][2] = {{1536, 576}, {576, 1536}, {49152, 576}};
@@ -131,7 +90,7 @@ int main(void) {
     double peak = pe ? atof(pe) : 520.0;
 #if defined(__x86_64__)
     const int wide = !pe && __builtin_cpu_supports("avx512f");
-    if (wide) peak = fma_peak(REIN_MIN(threads, 64), 1);
+    if (wide) peak = bench_fma_peak(REIN_MIN(threads, 64), 1);
 #else
     const int wide = 0;
 #endif
@@ -143,7 +102,7 @@ int main(void) {
     double gr[9], gh[9], gb[9], ga[9], apeak = 0;
     measure(NULL, 0, gr);
 #if defined(__x86_64__)
-    if (wide) peak = REIN_MAX(peak, fma_peak(REIN_MIN(threads, 64), 1));
+    if (wide) peak = REIN_MAX(peak, bench_fma_peak(REIN_MIN(threads, 64), 1));
 #endif
     double bpeak = 2 * peak; /* vdpbf16ps: two products per lane and instruction */
     if (bf16) measure(NULL, 1, gh);
@@ -151,7 +110,7 @@ int main(void) {
     if (avx2) {
         const char *e = getenv("REIN_AVX2_PEAK_GFLOPS");
 #if defined(__x86_64__)
-        apeak = e ? atof(e) : fma_peak(REIN_MIN(threads, 64), 0);
+        apeak = e ? atof(e) : bench_fma_peak(REIN_MIN(threads, 64), 0);
 #else
         apeak = e ? atof(e) : 0;
 #endif
