@@ -26,6 +26,7 @@
 #include "kernels/qpack_vnni.h"
 #include "kernels/quant.h"
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -565,9 +566,11 @@ static void qtask(void *ctx, int t, int n_tasks) {
                                   (p + 1) * nb / j->q_parts);
             atomic_fetch_add(&j->q_done, 1);
         }
-        while (atomic_load(&j->q_done) < j->q_parts) {
+        /* a part takes microseconds; should its thread be descheduled, yield to it */
+        for (int spins = 0; atomic_load(&j->q_done) < j->q_parts; spins++) {
+            if (spins >= 1000) sched_yield();
 #if defined(__x86_64__)
-            __builtin_ia32_pause();
+            else __builtin_ia32_pause();
 #endif
         }
     }
