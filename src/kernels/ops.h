@@ -47,7 +47,8 @@ typedef struct rein_kv_rows {
  * kv_head_stride apart (KVH * D and D for rows of all heads together; D and n_ctx * D for the
  * cache's, a head's keys contiguous), the elements f16 when kv_f16 (widened to f32 exactly, so the
  * result is the one of f32 rows holding the same values), else f32; query head h reads KV head
- * h / (H / KVH). out (N, H, D).
+ * h / (H / KVH). out (N, H, D), which must not overlap q or the keys and values (it holds the
+ * running sums).
  * out[i,h] = sum_t softmax_t(scale * q[i,h] . k[i][t,g]) v[i][t,g]. Threaded over (i, h), or
  * over (i, KV head) in a batch; each row's result is the same whatever N (attention_decode.c). */
 void rein_attention_forward(float *out, const float *q, int N, int H, int KVH, int D,
