@@ -26,8 +26,6 @@
 #include "kernels/qpack_vnni.h"
 #include "kernels/quant.h"
 
-#include <sched.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -90,11 +88,6 @@ typedef struct qjob {
     int64_t per;
     int fast;             /* AVX-512 path */
     const qvnni_x *xq;    /* x quantized, in the int8 mode (for the weights with packed_int8) */
-    /* In the int8 mode with several threads, the tasks quantize x first: q_parts stretches of
-     * its blocks (0: quantized before), claimed one at a time; then each task waits until every
-     * part is done, which is never long, for a claimed part is being done by a running task. */
-    int q_parts;
-    atomic_int q_next, q_done;
     /* The weights' rows end to end, each weight's padded to whole tiles (`align` rows): weight i
      * holds [start[i], start[i + 1]), and task t the rows [t * per, (t + 1) * per) of that. */
     int64_t start[MAX_W + 1];
@@ -558,22 +551,7 @@ static void weight_rows(const qjob *j, int i, int r0, int r1) {
 }
 
 static void qtask(void *ctx, int t, int n_tasks) {
-    qjob *j = ctx;
-    if (j->q_parts) {
-        const int nb = j->xq->nb;
-        for (int p; (p = atomic_fetch_add(&j->q_next, 1)) < j->q_parts;) {
-            qvnni_quantize_blocks(j->x, j->w[0].cols, j->xq, p * nb / j->q_parts,
-                                  (p + 1) * nb / j->q_parts);
-            atomic_fetch_add(&j->q_done, 1);
-        }
-        /* a part takes microseconds; should its thread be descheduled, yield to it */
-        for (int spins = 0; atomic_load(&j->q_done) < j->q_parts; spins++) {
-            if (spins >= 1000) sched_yield();
-#if defined(__x86_64__)
-            else __builtin_ia32_pause();
-#endif
-        }
-    }
+    const qjob *j = ctx;
     const int64_t b = (int64_t)t * j->per, e = b + j->per;
     for (int i = 0; i < j->n_w; i++) {
         int64_t r0 = REIN_MAX(b, j->start[i]) - j->start[i];
@@ -581,6 +559,20 @@ static void qtask(void *ctx, int t, int n_tasks) {
         r1 = REIN_MIN(r1, j->w[i].rows);
         if (r0 < r1) weight_rows(j, i, (int)r0, (int)r1);
     }
+}
+
+/* x quantized for the int8 mode, task p of n the p-th stretch of its blocks (block c of all rows
+ * is one contiguous stretch of each array, so no two tasks write one cache line). */
+typedef struct quant_job {
+    const float *x;
+    int K;
+    const qvnni_x *xq;
+} quant_job;
+
+static void quant_task(void *ctx, int p, int n) {
+    const quant_job *q = ctx;
+    const int nb = q->xq->nb;
+    qvnni_quantize_blocks(q->x, q->K, q->xq, p * nb / n, (p + 1) * nb / n);
 }
 
 void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *w, int n_w, int N,
@@ -620,17 +612,14 @@ void rein_qmatmul_nt_multi(float *const *y, const float *x, const rein_qweight *
     for (int i = 0; i < n_w; i++) int8 |= w[i].packed_int8 != NULL;
     if (int8 && rein_qmatmul_int8())
         xmem = rein_malloc_aligned(qvnni_x_size(N, w[0].cols), 64);
-    atomic_init(&j.q_next, 0);
-    atomic_init(&j.q_done, 0);
     if (xmem) {
-        /* a batch is quantized inside the parallel region, one stretch of blocks a thread:
-         * 2.5-4.5% faster at batch 16 on 2 threads. (A row a thread was slower than one thread
-         * alone: a row's blocks interleave with the other rows' in memory, so the threads wrote
-         * the same cache lines.) A single row is quantized before the region. */
+        /* a batch is quantized on all the threads, one stretch of blocks each: 1-5% faster at
+         * batch 16 on 2 threads (best of 6 runs; at the edge of this machine's noise). A row a
+         * thread was slower than one thread: a row's blocks interleave with the other rows'. */
         qvnni_layout(xmem, N, w[0].cols, &xq);
         j.xq = &xq;
-        if (N > 1 && nt > 1) j.q_parts = REIN_MIN(nt, xq.nb);
-        else qvnni_quantize_blocks(x, w[0].cols, &xq, 0, xq.nb);
+        quant_job qj = {x, w[0].cols, &xq};
+        rein_parallel_for(N > 1 ? REIN_MIN(nt, xq.nb) : 1, quant_task, &qj);
     }
     rein_parallel_for((int)((total + per - 1) / per), qtask, &j);
     rein_free_aligned(xmem);
