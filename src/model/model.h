@@ -124,8 +124,8 @@ struct rein_kv_cache {
     int n_layers, n_seq, n_ctx, n_kv_heads, head_dim;
     rein_type type; /* of the elements: REIN_TYPE_F32 or REIN_TYPE_F16 */
     int elt;        /* bytes an element: 4 or 2 */
-    void *k;                  /* (n_layers, n_seq, n_kv_heads, n_ctx, head_dim) */
-    void *v;                  /* (n_layers, n_seq, n_kv_heads, n_ctx, head_dim) */
+    void *k;        /* (n_layers, n_seq, n_kv_heads, n_ctx, head_dim) */
+    void *v;        /* (n_layers, n_seq, n_kv_heads, n_ctx, head_dim) */
     int *len;  /* (n_seq) positions filled */
     /* (n_seq) sharing (rein_kv_cache_share): positions < share_len[s] of sequence s are read from
      * sequence share_src[s] (which shares nothing itself), the rest from s's own rows */
