@@ -41,7 +41,10 @@
  * conversions, integer and/shift, adds and in-lane shuffles do not. Each 16-row, one-activation,
  * 32-element step is 8 vpdpbusd and, for the scales, 3 such f32 operations for Q4_1 (2 for
  * Q8_0), whatever the tiling; so this arithmetic can reach at most 8 / 11 = 73% (80%) of the
- * vpdpbusd peak. On data in L1 the kernel runs at 64-67% (Q4_1) and 60-65% (Q8_0). Tried and
+ * vpdpbusd peak. vpmaddubsw, vpmaddwd, vpdpwssd and vdpbf16ps take the same two pipes, so no
+ * other dot product adds throughput; vscalefps does not, so power-of-two activation scales would
+ * lift the ceilings to 80% (89%), at the price of up to twice the activations' rounding error
+ * (not done). On data in L1 the kernel runs at 64-67% (Q4_1) and 60-65% (Q8_0). Tried and
  * no faster: 4 x 2 tiles sharing each broadcast between two groups (49-50 -> 53-54 cycles a
  * tile-block for Q4_1); lanes of 4 rows x 4 activations, with activations expanded in memory so
  * no broadcast is needed (56-60 cycles: registers run out); the scale terms reordered so that
