@@ -69,6 +69,13 @@ AVX512 INLINE __m256 hsum8(const __m512 *v) {
     return _mm512_castps512_ps256(f);
 }
 
+/* The 16 * DV running sums of one head, held in its output row, times f. */
+AVX512 INLINE void scale_out(float *oh, int DV, __m512 f) {
+#pragma GCC unroll 16
+    for (int d = 0; d < DV; d++)
+        _mm512_storeu_ps(oh + 16 * d, _mm512_mul_ps(_mm512_loadu_ps(oh + 16 * d), f));
+}
+
 /* 16 elements of a key or value row from p, as f32. */
 AVX512 INLINE __m512 load16(const char *p, int f16) {
     return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p))
@@ -143,9 +150,7 @@ AVX512 INLINE void att_group(int G, int DV, int F16, float *const *o, const floa
             if (cmax > mx[h]) {
                 const __m512 c = _mm512_set1_ps(expf(mx[h] - cmax)); /* 0 on the first chunk */
                 den[h] *= _mm512_cvtss_f32(c);
-#pragma GCC unroll 16
-                for (int d = 0; d < DV; d++)
-                    _mm512_storeu_ps(o[h] + 16 * d, _mm512_mul_ps(_mm512_loadu_ps(o[h] + 16 * d), c));
+                scale_out(o[h], DV, c);
                 mx[h] = cmax;
             }
             for (int j = 0; j < nk; j += 16) {
@@ -180,12 +185,8 @@ AVX512 INLINE void att_group(int G, int DV, int F16, float *const *o, const floa
             for (int d = 0; d < DV; d++) _mm512_storeu_ps(o[h] + 16 * d, acc[h][d]);
     }
 #pragma GCC unroll 16
-    for (int h = 0; h < G; h++) {
-        const __m512 inv = _mm512_set1_ps(den[h] > 0 ? 1.0f / den[h] : 0.0f);
-#pragma GCC unroll 16
-        for (int d = 0; d < DV; d++)
-            _mm512_storeu_ps(o[h] + 16 * d, _mm512_mul_ps(_mm512_loadu_ps(o[h] + 16 * d), inv));
-    }
+    for (int h = 0; h < G; h++)
+        scale_out(o[h], DV, _mm512_set1_ps(den[h] > 0 ? 1.0f / den[h] : 0.0f));
 }
 
 /* The instantiations: constant G, DV and element type, so that the loops unroll and the sums stay
