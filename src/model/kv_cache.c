@@ -1,11 +1,12 @@
 /* kv_cache.c - the key/value cache: n_seq independent sequences of up to n_ctx positions.
  *
  * Layout (n_layers, n_seq, n_kv_heads, n_ctx, head_dim) for keys and values alike, so that the
- * keys of one KV head that one token attends to are one contiguous run. Sequences are
- * independent: a batch may mix them. A prompt prefix common to several sequences is either copied
- * into each (rein_kv_cache_copy) or shared (rein_kv_cache_share): then the sequences read the
- * prefix's rows where one sequence holds them, so that a batch decoding 16 continuations of a
- * long prompt reads its keys and values from memory once a step, not 16 times. A sharer's own rows hold only what follows the prefix.
+ * keys of one KV head that one token attends to are one contiguous run. Sequences are independent:
+ * a batch may mix them. A prompt prefix common to several sequences is either copied into each
+ * (rein_kv_cache_copy) or shared (rein_kv_cache_share): then the sequences read the prefix's rows
+ * where one sequence holds them, so that a batch decoding 16 continuations of a long prompt reads
+ * its keys and values from memory once a step, not 16 times. A sharer's own rows hold only what
+ * follows the prefix.
  *
  * Sharing never changes what a sequence reads: whatever would overwrite or drop rows that others
  * read (clearing or truncating the source, copying or sharing into it) first gives those sequences
